@@ -1,0 +1,257 @@
+"""Client and AsyncClient: the I/O around the flows in ``_core``.
+
+Each class only knows how to perform three steps (send a request, sleep, authenticate once
+under a lock); request shaping, retries, re-authentication and parsing are shared in _core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import warnings
+from typing import Any
+
+import httpx
+
+from ._version import __version__
+from ._core import (
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    Authenticate,
+    ClientCore,
+    Flow,
+    ImageRequest,
+    Send,
+    Sleep,
+    build_image_request,
+    resolve_settings,
+)
+from ._models import ImageModel, ImageResult
+from ._redact import mask
+from .errors import ValidationError
+
+TimeoutTypes = float | int | httpx.Timeout | None
+
+
+def _timeout(value: TimeoutTypes) -> httpx.Timeout:
+    if isinstance(value, httpx.Timeout):
+        return value
+    if value is None:
+        return httpx.Timeout(None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValidationError(f"timeout must be a positive number of seconds or an httpx.Timeout (got {value!r})")
+    return httpx.Timeout(float(value), connect=min(10.0, float(value)))
+
+
+class _ClientBase:
+    """Settings and argument handling shared by both clients (no I/O)."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        key, url, local = resolve_settings(api_key, base_url)
+        self._core = ClientCore(key, url, local=local, max_retries=max_retries)
+        self._timeout = _timeout(timeout)
+        self._headers = {"User-Agent": f"indox-jupyter/{__version__}"}
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    @property
+    def is_local(self) -> bool:
+        """True when this client talks to the built-in local server."""
+        return self._core.local
+
+    @property
+    def max_retries(self) -> int:
+        return self._core.policy.max_retries
+
+    def _image_request(self, prompt: Any, model: Any, **params: Any) -> ImageRequest:
+        request = build_image_request(prompt, model, **params)
+        if request.dropped:
+            warnings.warn(
+                f"{request.model} does not take {', '.join(request.dropped)}; not sent",
+                stacklevel=3,
+            )
+        return request
+
+    def __repr__(self) -> str:
+        where = "local" if self.is_local else self.base_url
+        return f"{type(self).__name__}(base_url={where!r}, api_key={mask(self._core.api_key)!r})"
+
+
+class Client(_ClientBase):
+    """Blocking client: ``Client(api_key).images(prompt, model=...)``."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        self._http = httpx.Client(timeout=self._timeout, headers=self._headers, trust_env=False)
+        self._auth_lock = threading.Lock()
+        self._sleep = time.sleep
+
+    def _run(self, flow: Flow) -> Any:
+        outcome: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(outcome)
+            except StopIteration as stop:
+                return stop.value
+            outcome, error = None, None
+            try:
+                if isinstance(step, Send):
+                    outcome = self._http.send(step.request)
+                elif isinstance(step, Sleep):
+                    self._sleep(step.seconds)
+                elif isinstance(step, Authenticate):
+                    outcome = self._token(step.stale)
+            except httpx.TransportError as exc:
+                error = exc
+
+    def _token(self, stale: str | None) -> str | None:
+        with self._auth_lock:  # one exchange, however many threads ask at once
+            if self._core.token is None or self._core.token == stale:
+                self._run(self._core.auth_flow())
+            return self._core.token
+
+    def images(
+        self,
+        prompt: str,
+        model: str = DEFAULT_MODEL,
+        size: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        style: str | None = None,
+        response_format: str | None = None,
+        byok_api_key: str | None = None,
+        *,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        aspect_ratio: str | None = None,
+        guidance_scale: float | None = None,
+        **extra: Any,
+    ) -> ImageResult:
+        """Generate images. Unknown keyword arguments travel in ``additional_params``."""
+        request = self._image_request(
+            prompt, model, size=size, n=n, quality=quality, style=style,
+            response_format=response_format, byok_api_key=byok_api_key,
+            negative_prompt=negative_prompt, seed=seed, aspect_ratio=aspect_ratio,
+            guidance_scale=guidance_scale, **extra,
+        )
+        return self._run(self._core.images_flow(request))
+
+    def models(self) -> list[ImageModel]:
+        """The image-generation models the router offers."""
+        return self._run(self._core.models_flow())
+
+    def usage(self) -> dict[str, Any]:
+        """Credits and usage figures as the router reports them."""
+        return self._run(self._core.usage_flow())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_ClientBase):
+    """The same API, awaitable: ``await AsyncClient(api_key).images(prompt)``."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+    ) -> None:
+        super().__init__(api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        self._http = httpx.AsyncClient(timeout=self._timeout, headers=self._headers, trust_env=False)
+        self._auth_lock = asyncio.Lock()
+        self._sleep = asyncio.sleep
+
+    async def _run(self, flow: Flow) -> Any:
+        outcome: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = flow.throw(error) if error is not None else flow.send(outcome)
+            except StopIteration as stop:
+                return stop.value
+            outcome, error = None, None
+            try:
+                if isinstance(step, Send):
+                    outcome = await self._http.send(step.request)
+                elif isinstance(step, Sleep):
+                    await self._sleep(step.seconds)
+                elif isinstance(step, Authenticate):
+                    outcome = await self._token(step.stale)
+            except httpx.TransportError as exc:
+                error = exc
+
+    async def _token(self, stale: str | None) -> str | None:
+        async with self._auth_lock:  # one exchange, however many tasks ask at once
+            if self._core.token is None or self._core.token == stale:
+                await self._run(self._core.auth_flow())
+            return self._core.token
+
+    async def images(
+        self,
+        prompt: str,
+        model: str = DEFAULT_MODEL,
+        size: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        style: str | None = None,
+        response_format: str | None = None,
+        byok_api_key: str | None = None,
+        *,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        aspect_ratio: str | None = None,
+        guidance_scale: float | None = None,
+        **extra: Any,
+    ) -> ImageResult:
+        """Generate images. Unknown keyword arguments travel in ``additional_params``."""
+        request = self._image_request(
+            prompt, model, size=size, n=n, quality=quality, style=style,
+            response_format=response_format, byok_api_key=byok_api_key,
+            negative_prompt=negative_prompt, seed=seed, aspect_ratio=aspect_ratio,
+            guidance_scale=guidance_scale, **extra,
+        )
+        return await self._run(self._core.images_flow(request))
+
+    async def models(self) -> list[ImageModel]:
+        """The image-generation models the router offers."""
+        return await self._run(self._core.models_flow())
+
+    async def usage(self) -> dict[str, Any]:
+        """Credits and usage figures as the router reports them."""
+        return await self._run(self._core.usage_flow())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,247 @@
+"""Typed views of the API's answers that still behave like the plain JSON the seed shows."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ._download import VerifiedImage, decode_b64_image, fetch_image
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+
+
+class GeneratedImage:
+    """One image of a result. ``data`` is fetched once, on first use, then kept."""
+
+    def __init__(self, item: Mapping[str, Any], index: int) -> None:
+        self._item = item
+        self.index: int = int(item.get("index", index)) if str(item.get("index", "")).isdigit() else index
+        self.url: str | None = item.get("url") or None
+        self.revised_prompt: str | None = item.get("revised_prompt") or None
+        self._verified: VerifiedImage | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, index: int = 0, revised_prompt: str | None = None,
+                   url: str | None = None) -> GeneratedImage:
+        """An image whose bytes we already hold (from the gallery, or from a test)."""
+        from ._download import verify_image
+
+        image = cls({"url": url, "revised_prompt": revised_prompt, "index": index}, index)
+        image._verified = verify_image(data, source=f"image {index}")
+        return image
+
+    def _load(self) -> VerifiedImage:
+        with self._lock:
+            if self._verified is None:
+                payload = self._item.get("b64_json")
+                if payload:
+                    self._verified = decode_b64_image(payload, index=self.index)
+                elif self.url:
+                    self._verified = fetch_image(self.url)
+                else:
+                    from .errors import ImageDownloadError
+
+                    raise ImageDownloadError(f"image {self.index} has neither a url nor b64_json")
+            return self._verified
+
+    @property
+    def loaded(self) -> bool:
+        """True once the bytes are in memory (no request needed to use them)."""
+        return self._verified is not None
+
+    @property
+    def data(self) -> bytes:
+        return self._load().data
+
+    @property
+    def mime_type(self) -> str:
+        return self._load().mime_type
+
+    @property
+    def width(self) -> int:
+        return self._load().width
+
+    @property
+    def height(self) -> int:
+        return self._load().height
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS.get(self.mime_type, ".img")
+
+    def to_pil(self) -> PILImage:
+        import io
+
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(self.data))
+        img.load()
+        return img
+
+    def save(self, path_or_dir: str | pathlib.Path) -> pathlib.Path:
+        """Write the original bytes; a directory gets ``image_<index><ext>``."""
+        path = pathlib.Path(path_or_dir).expanduser()
+        if path.is_dir():
+            path = path / f"image_{self.index}{self.extension}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.data)
+        return path
+
+    def __repr__(self) -> str:
+        parts = [f"index={self.index}"]
+        if self.url:
+            shown = self.url if len(self.url) <= 60 else self.url[:57] + "…"
+            parts.append(f"url={shown!r}")
+        if self.revised_prompt:
+            rp = self.revised_prompt
+            parts.append(f"revised_prompt={(rp if len(rp) <= 50 else rp[:47] + '…')!r}")
+        if self._verified is not None:
+            v = self._verified
+            parts.append(f"{v.width}x{v.height} {v.mime_type}, {len(v.data):,} bytes")
+        elif self._item.get("b64_json"):
+            parts.append("b64_json=<not decoded>")
+        return f"GeneratedImage({', '.join(parts)})"
+
+
+class ImageResult(Mapping[str, Any]):
+    """The response JSON, read-only, plus typed access to what a notebook user needs.
+
+    ``result["data"][0]["url"]`` works as in the seed; ``result.images[0].data`` gives bytes.
+    """
+
+    def __init__(
+        self,
+        response: Mapping[str, Any],
+        *,
+        model: str | None = None,
+        prompt: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._raw: dict[str, Any] = copy.deepcopy(dict(response))
+        items = self._raw.get("data") or []
+        self.images: list[GeneratedImage] = [
+            GeneratedImage(item, i) for i, item in enumerate(items) if isinstance(item, Mapping)
+        ]
+        self.prompt: str | None = prompt
+        self.params: dict[str, Any] = dict(params or {})
+        self._requested_model = model
+
+    # Mapping protocol: the JSON as received.
+    def __getitem__(self, key: str) -> Any:
+        return self._raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._raw)
+
+    @property
+    def model(self) -> str | None:
+        """``provider/name`` of the model that answered."""
+        name, provider = self._raw.get("model"), self._raw.get("provider")
+        if name and "/" in str(name):
+            return str(name)
+        if name and provider:
+            return f"{provider}/{name}"
+        return self._requested_model or (str(name) if name else None)
+
+    @property
+    def provider(self) -> str | None:
+        if self._raw.get("provider"):
+            return str(self._raw["provider"])
+        model = self.model
+        return model.split("/", 1)[0] if model and "/" in model else None
+
+    @property
+    def cost(self) -> float | None:
+        usage = self._raw.get("usage")
+        if isinstance(usage, Mapping):
+            for value in (usage.get("cost"), (usage.get("cost_breakdown") or {}).get("total_cost")):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    return float(value)
+        return None
+
+    @property
+    def request_id(self) -> str | None:
+        value = self._raw.get("request_id")
+        return str(value) if value is not None else None
+
+    @property
+    def created(self) -> datetime | None:
+        """When the server made the images, from ``created`` (epoch) or ``created_at`` (ISO)."""
+        if isinstance(self._raw.get("created"), (int, float)):
+            return datetime.fromtimestamp(self._raw["created"], tz=timezone.utc)
+        text = self._raw.get("created_at")
+        if isinstance(text, str):
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return None
+
+    def save(self, directory: str | pathlib.Path, prefix: str | None = None) -> list[pathlib.Path]:
+        """Write every image's original bytes into ``directory``; returns the paths."""
+        folder = pathlib.Path(directory).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = _safe_stem(prefix) if prefix else f"indox_{(self.request_id or 'image')[:8]}"
+        return [img.save(folder / f"{stem}_{img.index}{img.extension}") for img in self.images]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ImageResult):
+            return self._raw == other._raw
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        cost = f"${self.cost:.3f}" if self.cost is not None else "cost unknown"
+        return f"<ImageResult {self.model} · {len(self.images)} image(s) · {cost}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .render import result_mimebundle  # display code loads on first display only
+
+        return result_mimebundle(self)
+
+
+def _safe_stem(prefix: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", prefix).strip("._")
+    return stem or "image"
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    """An image-generation model as the router lists it."""
+
+    id: str
+    provider: str
+    name: str
+    sizes: tuple[str, ...] = ()
+    qualities: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    aspect_ratios: tuple[str, ...] = ()
+    max_n: int | None = None
+    price: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def dumps_compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)

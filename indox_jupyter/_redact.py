@@ -1,0 +1,44 @@
+"""Keeping keys, tokens and BYOK values out of every string we show or store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Anything that looks like a credential inside free text (server details, URLs, logs).
+# Each pattern keeps its first group (the label) and hides the rest.
+_CREDENTIAL_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|access_token|token|byok_api_key|x-api-key)[\"']?\s*[:=]\s*[\"']?)"
+        r"[^\s\"',;&}]{6,}"
+    ),
+    re.compile(r"\b()(?:sk|ir|rk|pk|xai)-[A-Za-z0-9_-]{12,}\b"),
+]
+
+SECRET_PARAM_NAMES = frozenset({"byok_api_key", "api_key", "access_token", "token", "password"})
+
+
+def mask(secret: str | None) -> str:
+    """A hint that tells two keys apart without revealing either: ``ir-…cdef``."""
+    if not secret:
+        return "<none>"
+    if len(secret) < 12:
+        return "…"
+    prefix = secret.split("-", 1)[0] + "-" if "-" in secret[:5] else ""
+    return f"{prefix}…{secret[-4:]}"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove the given secrets and anything credential-shaped from ``text``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def without_secrets(params: dict) -> dict:
+    """A copy of request parameters safe to store or display."""
+    return {k: v for k, v in params.items() if k not in SECRET_PARAM_NAMES}
