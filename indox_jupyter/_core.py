@@ -561,6 +561,8 @@ class ClientCore:
         self.policy = RetryPolicy(max_retries=check_int("max_retries", max_retries, 0, 20))
         self.token: str | None = None  # the bearer credential in use
         self.exchanged = False  # True when ``token`` came from the key exchange (so it can expire)
+        # A 429 pauses every call of this client, not just the one that saw it (shared backoff).
+        self.paused_until = 0.0
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -581,6 +583,9 @@ class ClientCore:
         attempt = 0
         while True:
             attempt += 1
+            pause = self.paused_until - time.monotonic()
+            if pause > 0:  # another call of this client was told to back off: so are we
+                yield Sleep(pause)
             request = build()
             try:
                 response = yield Send(request)
@@ -613,7 +618,10 @@ class ClientCore:
                     )
                 raise errors.NetworkError(message) from None
             if response.status_code in RETRY_STATUSES and attempt <= self.policy.max_retries:
-                yield Sleep(self.policy.delay(attempt - 1, response.headers.get("retry-after")))
+                delay = self.policy.delay(attempt - 1, response.headers.get("retry-after"))
+                if response.status_code == 429:
+                    self.paused_until = max(self.paused_until, time.monotonic() + delay)
+                yield Sleep(delay)
                 continue
             return response, attempt
 
