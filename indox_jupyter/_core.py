@@ -391,7 +391,8 @@ def status_error(response: httpx.Response, secrets: tuple[str | None, ...] = (),
     if status == 400 and ("validation" in lowered or "invalid format" in lowered):
         cls = errors.ValidationError
     if status == 404:
-        if "provider" in lowered:
+        model_at, provider_at = lowered.find("model"), lowered.find("provider")
+        if provider_at >= 0 and (model_at < 0 or provider_at < model_at):
             cls, summary = errors.ProviderNotFoundError, "Unknown provider"
         elif "model" in lowered and any(w in lowered for w in ("not supported", "disabled", "unavailable")):
             cls, summary = errors.ModelNotAvailableError, "Model not available"
@@ -581,9 +582,10 @@ class ClientCore:
         ``replayable`` says whether a request that may have reached the server can be sent again.
         """
         attempt = 0
+        ready_at = 0.0  # when this call's own backoff ends
         while True:
             attempt += 1
-            pause = self.paused_until - time.monotonic()
+            pause = self.paused_until - max(time.monotonic(), ready_at)
             if pause > 0:  # another call of this client was told to back off: so are we
                 yield Sleep(pause)
             request = build()
@@ -619,8 +621,9 @@ class ClientCore:
                 raise errors.NetworkError(message) from None
             if response.status_code in RETRY_STATUSES and attempt <= self.policy.max_retries:
                 delay = self.policy.delay(attempt - 1, response.headers.get("retry-after"))
+                ready_at = time.monotonic() + delay
                 if response.status_code == 429:
-                    self.paused_until = max(self.paused_until, time.monotonic() + delay)
+                    self.paused_until = max(self.paused_until, ready_at)
                 yield Sleep(delay)
                 continue
             return response, attempt
