@@ -50,3 +50,17 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext indox_jupyter``: register the magics (imported here so the package loads fast)."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext indox_jupyter``: remove the magics and their display hook."""
+    from .magics import unload
+
+    unload(ipython)
