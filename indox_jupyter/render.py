@@ -207,7 +207,7 @@ def render_result(
     """``(data, metadata)`` for IPython: an escaped HTML grid and a plain-text summary."""
     count = len(result.images)
     columns = 1 if count == 1 else 2 if count in (2, 4) else 3
-    width = 560 if count == 1 else 300 * columns
+    width = 480 if count == 1 else 300 * columns
     model = html.escape(result.model or "unknown model")
     header = ""
     if result.prompt:
