@@ -88,10 +88,11 @@ def _unquote(text: str | None) -> str | None:
 
 def _param_value(raw: str) -> Any:
     """``--param k=v``: JSON when it parses (numbers, true, lists), else the text itself."""
+    text = _unquote(raw.strip()) or ""
     try:
-        return json.loads(raw)
+        return json.loads(text)
     except ValueError:
-        return _unquote(raw)
+        return text
 
 
 def _variable_name(flag: str, name: str | None) -> str | None:
