@@ -113,16 +113,40 @@ def _status_error(url: str, status: int) -> ImageDownloadError:
     return ImageDownloadError(message, status_code=status)
 
 
+def _hop_timeout(give_up_at: float) -> httpx.Timeout:
+    """The per-hop timeout, no longer than what is left of the whole-download deadline.
+
+    httpx applies a read timeout to each read, so a server that dribbles a byte just before it
+    expires never trips it; bounding every read by the time left makes the deadline hold even
+    when the server stalls between two bytes (worst case: twice the time left at the hop).
+    """
+    left = max(0.001, give_up_at - time.monotonic())
+    base = DOWNLOAD_TIMEOUT
+
+    def cap(value: float | None) -> float:
+        return left if value is None else min(value, left)
+
+    return httpx.Timeout(connect=cap(base.connect), read=cap(base.read), write=cap(base.write),
+                         pool=cap(base.pool))
+
+
 def fetch_image(
-    url: str, *, max_bytes: int = MAX_IMAGE_BYTES, deadline: float = DOWNLOAD_DEADLINE
+    url: str, *, max_bytes: int | None = None, deadline: float | None = None
 ) -> VerifiedImage:
-    """Download an image with no credentials, a size cap, a deadline and verification."""
-    give_up_at = time.monotonic() + deadline
+    """Download an image with no credentials, a size cap, a deadline and verification.
+
+    ``max_bytes`` and ``deadline`` default to MAX_IMAGE_BYTES and DOWNLOAD_DEADLINE as they are
+    when the call is made (so a notebook or a test can tighten them module-wide).
+    """
+    max_bytes = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    give_up_at = time.monotonic() + (DOWNLOAD_DEADLINE if deadline is None else deadline)
     with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False, trust_env=False) as http:
         for _ in range(MAX_REDIRECTS + 1):
             _check_url(url)
             try:
-                with http.stream("GET", url) as response:
+                if time.monotonic() > give_up_at:
+                    raise httpx.ReadTimeout("download deadline passed")
+                with http.stream("GET", url, timeout=_hop_timeout(give_up_at)) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
