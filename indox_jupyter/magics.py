@@ -55,8 +55,7 @@ LOCAL_NOTICE = (
     "no cost). Use %indox_login or set INDOX_ROUTER_API_KEY for IndoxRouter."
 )
 
-# Keyword arguments of images() that have their own flag; --param may not set them twice.
-_FLAG_PARAMS = ("size", "n", "quality", "style", "response_format", "negative_prompt", "seed", "aspect_ratio")
+# --param may not carry these: each has its own, safer, way in.
 _FORBIDDEN_PARAMS = {"prompt": "the cell body", "model": "-m/--model", "byok_api_key": "--byok NAME",
                      "api_key": "%indox_login"}
 
@@ -117,7 +116,7 @@ class IndoxMagics(Magics):
     style = Unicode(None, allow_none=True, help="Style when --style is not given.").tag(config=True)
     preview_size = Int(768, help="Long side in pixels of the preview embedded in the notebook.").tag(config=True)
     preview_format = Enum(["webp", "jpeg"], default_value="webp", help="Preview encoding.").tag(config=True)
-    preview_quality = Int(75, help="Preview quality 1-100 (lower is smaller).").tag(config=True)
+    preview_quality = Int(70, help="Preview quality 1-100 (lower is smaller).").tag(config=True)
     base_url = Unicode(None, allow_none=True,
                        help=f"IndoxRouter URL or 'local'; None reads {BASE_URL_ENV}.").tag(config=True)
     timeout = Float(DEFAULT_TIMEOUT.read or 600.0, help="Seconds to wait for a generation.").tag(config=True)

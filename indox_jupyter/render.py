@@ -47,7 +47,7 @@ class PreviewOptions:
 
     max_side: int = 768
     format: PreviewFormat = "webp"
-    quality: int = 75
+    quality: int = 70
 
     def __post_init__(self) -> None:
         if not 16 <= self.max_side <= 4096:
