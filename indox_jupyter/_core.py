@@ -171,12 +171,15 @@ def check_aspect_ratio(ratio: Any) -> str:
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() then rejects.
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,30}", value.strip()):
             value = int(value.strip())
         else:
             raise _fail(f"{name} must be a whole number (got {value!r:.60})")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise _fail(f"{name} must be between {low} and {high} (got {value})")
+        # str() of an int over 4300 digits raises ValueError; show its size instead.
+        shown = str(value) if value.bit_length() < 128 else f"a {value.bit_length()}-bit number"
+        raise _fail(f"{name} must be between {low} and {high} (got {shown})")
     return value
 
 
