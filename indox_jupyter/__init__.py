@@ -49,6 +49,7 @@ __all__ = [
     "ServiceUnavailableError",
     "ValidationError",
     "__version__",
+    "panel",
 ]
 
 
@@ -64,3 +65,14 @@ def unload_ipython_extension(ipython: object) -> None:
     from .magics import unload
 
     unload(ipython)
+
+
+def __getattr__(name: str) -> object:
+    # The panel imports ipywidgets: load it on first use so importing the package stays light.
+    # The module is callable, so indox_jupyter.panel(...) and indox_jupyter.panel.panel(...) agree
+    # whichever of them ran first.
+    if name == "panel":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.panel")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

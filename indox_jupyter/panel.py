@@ -1,0 +1,724 @@
+"""The interactive panel: ``indox_jupyter.panel()`` / ``%indox_panel``.
+
+A small ipywidgets 8 app over the same :class:`~indox_jupyter.Client` the magic uses, so there is
+no second code path to the router. Design points, each with its reason:
+
+* **The kernel stays free.** A click starts the request on a daemon thread and returns at once;
+  ipywidgets 8 sends widget updates from any thread, so the panel can report progress while the
+  user runs other cells.
+* **No double charge.** Generate is disabled while a request is in flight. Cancel only stops
+  *waiting* (an HTTP request cannot be taken back): an image that still arrives was paid for, so
+  it is kept in the gallery and shown, marked "arrived after Cancel".
+* **No secret in the notebook.** Every widget value is synced into the notebook's saved widget
+  state, a ``Password`` widget's too. The BYOK box therefore hands its value to kernel memory and
+  clears itself as soon as the value reaches the kernel (it only syncs on Enter or blur).
+* **No traceback in the log.** Every callback is guarded: errors become one line in the status
+  area; an unexpected bug also leaves its traceback in a collapsed "Details" box of the panel.
+* **Standard widgets only**, no custom JavaScript: works in JupyterLab 4, Notebook 7, VS Code and
+  Colab. Previews are compressed WebP (``render.encode_preview``), never the full PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from . import errors
+from ._core import DEFAULT_MODEL, build_image_request
+from ._models import GeneratedImage, ImageModel, ImageResult
+from ._redact import redact
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from .store import Entry, Gallery
+
+__all__ = ["FALLBACK_MODELS", "Panel", "panel"]
+
+PANEL_WIDTH = "800px"
+PREVIEW_SIDE = 384  # px of the compressed preview kept in widget state (shown at 192 px)
+THUMB_SIDE = 160
+MAX_CARDS = 24  # session results kept in the panel; older ones stay in the History tab
+HISTORY_LIMIT = 24
+DEFAULT_SAVE_DIR = "indox_images"
+TICK_SECONDS = 0.5
+
+# Shown when the router's model list cannot be read (offline, no key yet): the public models'
+# documented options, so the panel is still usable and still only offers valid combinations.
+FALLBACK_MODELS: tuple[ImageModel, ...] = (
+    ImageModel("openai/dall-e-3", "openai", "dall-e-3",
+               sizes=("1024x1024", "1792x1024", "1024x1792"),
+               qualities=("standard", "hd"), styles=("vivid", "natural"), max_n=1),
+    ImageModel("openai/dall-e-2", "openai", "dall-e-2",
+               sizes=("256x256", "512x512", "1024x1024"), max_n=10),
+    ImageModel("openai/gpt-image-1", "openai", "gpt-image-1",
+               sizes=("1024x1024", "1536x1024", "1024x1536", "auto"),
+               qualities=("auto", "low", "medium", "high"), max_n=10),
+    ImageModel("google/imagen-3.0-generate-002", "google", "imagen-3.0-generate-002",
+               aspect_ratios=("1:1", "3:4", "4:3", "9:16", "16:9"), max_n=4,
+               details={"supported_extras": ["negative_prompt", "seed"]}),
+    ImageModel("stability/stable-diffusion-xl", "stability", "stable-diffusion-xl",
+               sizes=("1024x1024", "1152x896", "896x1152", "1216x832", "832x1216", "512x512"),
+               max_n=10, details={"supported_extras": ["negative_prompt", "seed"]}),
+    ImageModel("xai/grok-2-image", "xai", "grok-2-image", sizes=("1024x768",), max_n=10),
+)
+
+_DEFAULT_NAMES = frozenset({
+    "prompt", "model", "size", "aspect_ratio", "n", "quality", "style", "negative_prompt",
+    "seed", "byok", "save_dir", "use_cache",
+})
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers (no widgets)
+
+
+def one_line(exc: BaseException, secrets: Sequence[str | None] = ()) -> str:
+    """``Type: message`` on one line, credentials removed: what the status area shows."""
+    text = " ".join(str(exc).split()) or "no details"
+    text = redact(f"{type(exc).__name__}: {text}", secrets)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "cost unknown"
+    return f"${value:.3f}" if value == 0 or abs(value) >= 0.001 else f"${value:.5f}"
+
+
+def _preview_bytes(data: bytes, side: int) -> bytes:
+    """Compressed WebP preview, via the renderer's encoder so magic and panel look alike."""
+    from .render import PreviewOptions, encode_preview
+
+    return encode_preview(data, PreviewOptions(max_side=side, format="webp", quality=75)).data
+
+
+def _default_client() -> tuple[Client, str | None]:
+    """The magic's rule: the configured key / base URL, else (neither set) the local server."""
+    import os
+
+    from ._client import Client
+    from ._core import API_KEY_ENV, BASE_URL_ENV
+
+    if os.environ.get(API_KEY_ENV) or os.environ.get(BASE_URL_ENV):
+        return Client(), None
+    note = (f"No API key or base URL set ({API_KEY_ENV}): the built-in local server answers "
+            "with sample images at no cost.")
+    return Client(base_url="local"), note
+
+
+def _gallery_or_none() -> Gallery | None:
+    try:
+        from .store import default_gallery
+    except ImportError:  # the gallery is optional for the panel; it works without one
+        return None
+    return default_gallery()
+
+
+@dataclass
+class _Job:
+    """One generation: what was asked, and how it ended."""
+
+    kwargs: dict[str, Any]
+    key: str | None
+    label: str
+    started: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    result: ImageResult | None = None
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The panel
+
+
+class Panel:
+    """The panel's controls as attributes, plus :meth:`generate` for scripts and tests.
+
+    Display it (last expression of a cell, or ``display(p)``) to show it.
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        gallery: Gallery | None | bool = True,
+        **defaults: Any,
+    ) -> None:
+        unknown = sorted(set(defaults) - _DEFAULT_NAMES)
+        if unknown:
+            raise TypeError(f"panel() got unexpected option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(_DEFAULT_NAMES))}")
+        note = None
+        if client is None:
+            client, note = _default_client()
+        self.client = client
+        # Not ``gallery or None``: an empty Gallery has len 0 and is falsy.
+        self._gallery: Gallery | None = (
+            _gallery_or_none() if gallery is True else None if gallery is False else gallery
+        )
+        self.result: ImageResult | None = None
+        self.results: list[ImageResult] = []  # this session's results, newest first
+        self._lock = threading.Lock()
+        self._job: _Job | None = None  # the job the UI is waiting for
+        self._last_job: _Job | None = None
+        self._byok_secret: str | None = None
+        self._thumbs: dict[str, bytes] = {}
+        self._models, model_note = self._load_models()
+        self._build()
+        self._apply_defaults(defaults)
+        for text in (note, model_note):
+            if text:
+                self._set_status(text, "info")
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _load_models(self) -> tuple[dict[str, ImageModel], str | None]:
+        try:
+            listed = [m for m in self.client.models() if isinstance(m, ImageModel)]
+        except Exception as exc:  # offline or no key yet: the panel must still open
+            listed, note = [], f"Model list unavailable ({one_line(exc, self._secrets())}); showing the built-in list."
+        else:
+            note = None if listed else "The router listed no image models; showing the built-in list."
+        return {m.id: m for m in (listed or FALLBACK_MODELS)}, note
+
+    def _build(self) -> None:
+        w = widgets
+        wide = w.Layout(width="100%")
+        initial = {"description_width": "initial"}
+
+        self.prompt = w.Textarea(placeholder="Describe the image…", rows=3, layout=wide)
+        self.prompt.add_class("indox-prompt")
+        ids = list(self._models)
+        start = DEFAULT_MODEL if DEFAULT_MODEL in self._models else ids[0]
+        self.model = w.Dropdown(options=ids, value=start, description="Model",
+                                style=initial, layout=w.Layout(width="330px"))
+        self.size = w.Dropdown(description="Size", style=initial, layout=w.Layout(width="170px"))
+        self.aspect_ratio = w.Dropdown(description="Aspect", style=initial,
+                                       layout=w.Layout(width="140px"))
+        self.n = w.BoundedIntText(value=1, min=1, max=10, description="n", style=initial,
+                                  layout=w.Layout(width="90px"))
+        self.quality = w.Dropdown(description="Quality", style=initial,
+                                  layout=w.Layout(width="160px"))
+        self.style = w.Dropdown(description="Style", style=initial, layout=w.Layout(width="150px"))
+        options = [self.model, self.size, self.aspect_ratio, self.n, self.quality, self.style]
+        for box in options:
+            box.layout.margin = "2px 14px 2px 0"  # ipywidgets 8 Layout has no flex gap
+        options_row = w.HBox(options, layout=w.Layout(flex_flow="row wrap"))
+
+        self.negative_prompt = w.Text(placeholder="what to leave out", description="Negative prompt",
+                                      style=initial, layout=w.Layout(width="100%"))
+        self.seed = w.Text(placeholder="random", description="Seed", style=initial,
+                           layout=w.Layout(width="200px"))
+        # continuous_update=False: the value reaches the kernel once (Enter or blur), is moved
+        # into kernel memory and cleared, so it never sits in the saved widget state.
+        self.byok = w.Password(placeholder="your provider key (optional, kept in kernel memory only)",
+                               description="BYOK key", style=initial, continuous_update=False,
+                               layout=w.Layout(width="440px"))
+        self.byok.add_class("indox-byok")
+        self.forget_byok_button = w.Button(description="Forget key", layout=w.Layout(width="auto"),
+                                           tooltip="Drop the BYOK key from kernel memory")
+        self.use_cache = w.Checkbox(value=True, indent=False,
+                                    description="Reuse an identical earlier result from the gallery (no charge)")
+        self.save_dir = w.Text(value=DEFAULT_SAVE_DIR, description="Save to", style=initial,
+                               layout=w.Layout(width="440px"))
+        self._extras_row = w.HBox([self.seed], layout=w.Layout())
+        advanced = w.VBox([
+            self.negative_prompt, self._extras_row,
+            w.HBox([self.byok, self.forget_byok_button], layout=w.Layout(align_items="center")),
+            self.save_dir, self.use_cache,
+        ], layout=w.Layout())
+        self.advanced = w.Accordion(children=[advanced], titles=("Advanced",), selected_index=None)
+
+        self.generate_button = w.Button(description="Generate", button_style="primary",
+                                        icon="magic", layout=w.Layout(width="140px"))
+        self.cancel_button = w.Button(description="Cancel", button_style="warning",
+                                      layout=w.Layout(width="100px", display="none"))
+        self.progress = w.FloatProgress(value=0, min=0, max=1, bar_style="info",
+                                        layout=w.Layout(width="160px", display="none"))
+        self.status = w.Label(value="", layout=w.Layout(flex="1 1 auto", min_width="0"))
+        self.status.add_class("indox-status")
+        action_row = w.HBox([self.generate_button, self.cancel_button, self.progress, self.status],
+                            layout=w.Layout(align_items="center", width="100%"))
+
+        self.results_box = w.VBox(layout=w.Layout())
+        self.results_box.add_class("indox-results")
+        self._details = w.Output()
+        self.details = w.Accordion(children=[self._details], titles=("Details of an unexpected error",),
+                                   selected_index=None, layout=w.Layout(display="none"))
+        create = w.VBox([self.prompt, options_row, self.advanced, action_row, self.details,
+                         self.results_box], layout=w.Layout(padding="6px 2px"))
+
+        self.history_search = w.Text(placeholder="search prompts", continuous_update=False,
+                                     layout=w.Layout(width="260px"))
+        self.history_model = w.Dropdown(options=[("all models", "")] + [(i, i) for i in ids],
+                                        value="", layout=w.Layout(width="280px"))
+        self.history_refresh = w.Button(description="Refresh", icon="refresh",
+                                        layout=w.Layout(width="110px"))
+        self.history_status = w.Label(value="")
+        self.history_grid = w.GridBox(layout=w.Layout(
+            grid_template_columns="repeat(auto-fill, minmax(180px, 1fr))", grid_gap="10px"))
+        self.history_grid.add_class("indox-history")
+        history = w.VBox([
+            w.HBox([self.history_search, self.history_model, self.history_refresh],
+                   layout=w.Layout(flex_flow="row wrap")),
+            self.history_status, self.history_grid,
+        ], layout=w.Layout(padding="6px 2px"))
+
+        self.tabs = w.Tab(children=[create, history], titles=("Create", "History"))
+        self.widget = w.VBox([self.tabs], layout=w.Layout(width="100%", max_width=PANEL_WIDTH))
+        self.widget.add_class("indox-panel")
+
+        self.model.observe(self._guard(self._on_model), names="value")
+        self.byok.observe(self._guard(self._on_byok), names="value")
+        self.forget_byok_button.on_click(self._guard(lambda _b: self.forget_byok()))
+        self.generate_button.on_click(self._guard(lambda _b: self._start()))
+        self.cancel_button.on_click(self._guard(lambda _b: self.cancel()))
+        self.tabs.observe(self._guard(self._on_tab), names="selected_index")
+        self.history_refresh.on_click(self._guard(lambda _b: self.refresh_history()))
+        self.history_search.observe(self._guard(lambda _c: self.refresh_history()), names="value")
+        self.history_model.observe(self._guard(lambda _c: self.refresh_history()), names="value")
+        self._on_model({"new": self.model.value})
+
+    def _apply_defaults(self, defaults: Mapping[str, Any]) -> None:
+        model = defaults.get("model")
+        if model:
+            model = str(model)
+            if model not in self._models:  # a model the list does not know: offer it anyway
+                provider, _, name = model.partition("/")
+                self._models[model] = ImageModel(model, provider, name or model)
+                self.model.options = list(self._models)
+            self.model.value = model
+        for name in ("size", "aspect_ratio", "quality", "style"):
+            value = defaults.get(name)
+            if value is not None:
+                box = getattr(self, name)
+                if value not in box.options:
+                    raise errors.ValidationError(
+                        f"{self.model.value} does not offer {name} {value!r}; "
+                        f"choose one of {', '.join(map(str, box.options)) or 'none'}")
+                box.value = value
+        if defaults.get("n") is not None:
+            self.n.value = int(defaults["n"])
+        for name in ("prompt", "negative_prompt", "save_dir"):
+            if defaults.get(name) is not None:
+                getattr(self, name).value = str(defaults[name])
+        if defaults.get("seed") is not None:
+            self.seed.value = str(defaults["seed"])
+        if defaults.get("use_cache") is not None:
+            self.use_cache.value = bool(defaults["use_cache"])
+        if defaults.get("byok"):
+            self._byok_secret = str(defaults["byok"])
+            self._show_byok_set()
+
+    # -- display -------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        return self.widget._repr_mimebundle_(include=include, exclude=exclude)
+
+    def __repr__(self) -> str:
+        return f"<indox_jupyter Panel model={self.model.value!r} results={len(self.results)}>"
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a callback: errors become one status line, never a traceback in the log."""
+
+        def wrapped(*args: Any) -> None:
+            try:
+                fn(*args)
+            except errors.IndoxRouterError as exc:
+                self._set_status(one_line(exc, self._secrets()), "error")
+            except Exception as exc:
+                self._unexpected(exc)
+
+        return wrapped
+
+    def _unexpected(self, exc: BaseException) -> None:
+        self._set_status(f"Unexpected error: {one_line(exc, self._secrets())} (see Details)", "error")
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self._details.outputs = ()
+        self._details.append_stdout(redact(text, self._secrets()))
+        self.details.layout.display = None
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        core = getattr(self.client, "_core", None)
+        return (self._byok_secret, getattr(core, "api_key", None), getattr(core, "token", None))
+
+    def _set_status(self, text: str, kind: str = "info") -> None:
+        colors = {"error": "#c62828", "ok": "#2e7d32"}
+        self.status.style.text_color = colors.get(kind)
+        self.status.value = " ".join(text.split())
+        self.status.tooltip = self.status.value or None
+
+    def _on_model(self, change: Mapping[str, Any]) -> None:
+        """Offer only what the chosen model supports; keep a still-valid choice."""
+        model = self._models.get(change["new"])
+        if model is None:
+            return
+
+        def offer(box: widgets.Dropdown, values: Sequence[str], preferred: str | None) -> None:
+            current = box.value
+            box.options = list(values)
+            if values:
+                box.value = current if current in values else (
+                    preferred if preferred in values else values[0])
+            box.layout.display = None if values else "none"
+
+        details = model.details or {}
+        offer(self.size, model.sizes, details.get("default_size"))
+        offer(self.aspect_ratio, model.aspect_ratios, None)
+        offer(self.quality, model.qualities, details.get("default_quality"))
+        offer(self.style, model.styles, details.get("default_style"))
+        top = model.max_n or 10
+        self.n.max = top
+        self.n.value = min(self.n.value, top)
+        self.n.disabled = top == 1
+        extras = details.get("supported_extras")
+        takes = (lambda name: True) if extras is None else (lambda name: name in extras)
+        self.negative_prompt.layout.display = None if takes("negative_prompt") else "none"
+        self._extras_row.layout.display = None if takes("seed") else "none"
+        self._takes = takes
+
+    def _on_byok(self, change: Mapping[str, Any]) -> None:
+        value = change["new"]
+        if not value:
+            return
+        self._byok_secret = value.strip() or None
+        self.byok.value = ""  # out of the widget state at once
+        self._show_byok_set()
+
+    def _show_byok_set(self) -> None:
+        self.byok.placeholder = ("key set for this session (kernel memory only); type to replace"
+                                 if self._byok_secret else "your provider key (optional, kept in kernel memory only)")
+
+    def forget_byok(self) -> None:
+        """Drop the BYOK key; later requests are billed to the IndoxRouter account again."""
+        self._byok_secret = None
+        self.byok.value = ""
+        self._show_byok_set()
+        self._set_status("BYOK key forgotten.")
+
+    def _on_tab(self, change: Mapping[str, Any]) -> None:
+        if change["new"] == 1:
+            self.refresh_history()
+
+    # -- the request ---------------------------------------------------------------------------
+
+    def _request(self) -> tuple[dict[str, Any], str | None]:
+        """Client kwargs from the controls (only what the model supports), and the cache key."""
+        kwargs: dict[str, Any] = {"prompt": self.prompt.value, "model": self.model.value}
+        for name in ("size", "aspect_ratio", "quality", "style"):
+            box = getattr(self, name)
+            if box.options and box.value:
+                kwargs[name] = box.value
+        kwargs["n"] = int(self.n.value)
+        takes = getattr(self, "_takes", lambda name: True)
+        if takes("negative_prompt") and self.negative_prompt.value.strip():
+            kwargs["negative_prompt"] = self.negative_prompt.value.strip()
+        seed = self.seed.value.strip()
+        if takes("seed") and seed:
+            try:
+                kwargs["seed"] = int(seed)
+            except ValueError:
+                raise errors.ValidationError(f"seed must be a whole number (got {seed[:20]!r})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the controls only offer what the model takes
+            request = build_image_request(**kwargs)  # ValidationError before anything is sent
+        key = None
+        if self._gallery is not None and self.use_cache.value:
+            from .store import cache_key
+
+            key = cache_key(request.prompt, request.model, request.public_params)
+        if self._byok_secret:
+            kwargs["byok_api_key"] = self._byok_secret
+        return kwargs, key
+
+    def _lookup(self, key: str | None) -> ImageResult | None:
+        if key is None or self._gallery is None:
+            return None
+        return self._gallery.lookup(key)
+
+    def generate(self) -> ImageResult:
+        """Run one generation with the current values and return its result (blocking).
+
+        Errors are raised (and shown in the status line); a result is stored, shown and kept
+        in ``p.result`` exactly as after a click.
+        """
+        with self._lock:
+            if self._job is not None:
+                raise RuntimeError("a generation is already running; wait for it or press Cancel")
+            try:
+                kwargs, key = self._request()
+            except errors.IndoxRouterError as exc:
+                self._set_status(one_line(exc, self._secrets()), "error")
+                raise
+            job = self._begin(kwargs, key)
+        self._work(job)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _start(self) -> None:
+        """What a click does: check the request here, run it on a thread, return at once."""
+        with self._lock:
+            if self._job is not None:  # a second click while running: never a second charge
+                return
+            kwargs, key = self._request()
+            job = self._begin(kwargs, key)
+        job.thread = threading.Thread(target=self._work, args=(job,), daemon=True,
+                                      name="indox-panel-generate")
+        job.thread.start()
+        threading.Thread(target=self._tick, args=(job,), daemon=True, name="indox-panel-tick").start()
+
+    def _begin(self, kwargs: dict[str, Any], key: str | None) -> _Job:
+        n = kwargs.get("n", 1)
+        job = _Job(kwargs, key, f"{kwargs['model']} · {n} image{'s' if n != 1 else ''}")
+        self._job = self._last_job = job
+        self.generate_button.disabled = True
+        self.cancel_button.layout.display = None
+        self.progress.layout.display = None
+        self.progress.value = 0
+        self._set_status(f"Generating with {job.label}…")
+        return job
+
+    def _work(self, job: _Job) -> None:
+        try:
+            result = self._lookup(job.key)
+            if result is None:
+                result = self.client.images(**job.kwargs)
+                for image in result.images:
+                    image.data  # fetch now: provider URLs expire, and the card needs the bytes
+                self._keep(result, job.key)
+            job.result = result
+        except BaseException as exc:  # reported in the panel; never escapes a thread
+            job.error = exc
+        finally:
+            job.done.set()
+        self._finish(job)
+
+    def _keep(self, result: ImageResult, key: str | None) -> None:
+        """Store on arrival, as the magic does; a store failure must not lose the display."""
+        if self._gallery is None:
+            return
+        try:
+            self._gallery.add(result, source="panel", cache_key=key)
+        except Exception as exc:
+            self._set_status(f"Not kept in the gallery: {one_line(exc, self._secrets())}", "error")
+
+    def _tick(self, job: _Job) -> None:
+        """Progress while waiting: elapsed seconds, and a bar that creeps but never completes."""
+        while not job.done.wait(TICK_SECONDS):
+            if job.cancelled or self._job is not job:
+                return
+            elapsed = time.monotonic() - job.started
+            self.progress.value = elapsed / (elapsed + 15.0)
+            self.status.value = f"Generating with {job.label}… {elapsed:.0f} s"
+
+    def _finish(self, job: _Job) -> None:
+        try:
+            with self._lock:
+                current = self._job is job
+                if current:
+                    self._idle()
+            if job.cancelled:
+                if job.result is not None:
+                    self._add(job.result, note="arrived after Cancel (paid, kept in the gallery)")
+                    if self._job is None:
+                        self._set_status("A cancelled request finished after all: its image is kept, marked below.")
+                return
+            if job.error is not None:
+                if isinstance(job.error, errors.IndoxRouterError):
+                    self._set_status(one_line(job.error, self._secrets()), "error")
+                elif isinstance(job.error, Exception):
+                    self._unexpected(job.error)
+                return
+            result = job.result
+            assert result is not None
+            self.result = result
+            cached = getattr(result, "from_gallery", False)
+            self._add(result, note="from the gallery: identical earlier request, no charge" if cached else None)
+            count = len(result.images)
+            if cached:
+                self._set_status(f"Served from the gallery ({count} image{'s' if count != 1 else ''}, no charge). "
+                                 "Untick 'Reuse…' under Advanced for a new one.", "ok")
+            else:
+                self._set_status(f"Done: {result.model} · {count} image{'s' if count != 1 else ''} · "
+                                 f"{_money(result.cost)}", "ok")
+        except Exception as exc:
+            self._unexpected(exc)
+
+    def _idle(self) -> None:
+        self._job = None
+        self.generate_button.disabled = False
+        self.cancel_button.layout.display = "none"
+        self.progress.layout.display = "none"
+
+    def cancel(self) -> None:
+        """Stop waiting for the running request; a late image is still kept and shown."""
+        with self._lock:
+            job = self._job
+            if job is None:
+                return
+            job.cancelled = True
+            self._idle()
+        self._set_status("Cancelled: stopped waiting. If the request still completes, its image "
+                         "(already paid for) is kept in the gallery.")
+
+    def wait(self, timeout: float | None = None) -> ImageResult | None:
+        """Block until the last started generation has ended; returns ``p.result``."""
+        job = self._last_job
+        if job is not None and not job.done.wait(timeout):
+            raise TimeoutError("the generation is still running")
+        if job is not None and job.thread is not None:
+            job.thread.join(timeout)  # _finish runs after done is set: let it update the panel
+        return self.result
+
+    # -- the results gallery -------------------------------------------------------------------
+
+    def _add(self, result: ImageResult, note: str | None = None) -> None:
+        cards = [self._card(result, image, note) for image in result.images]
+        with self._lock:
+            self.results.insert(0, result)
+            del self.results[MAX_CARDS:]
+            self.results_box.children = tuple(cards + list(self.results_box.children))[:MAX_CARDS]
+
+    def _card(self, result: ImageResult, image: GeneratedImage, note: str | None) -> widgets.Widget:
+        w = widgets
+        try:
+            picture: widgets.Widget = w.Image(value=_preview_bytes(image.data, PREVIEW_SIDE),
+                                              format="webp", width="192px")
+            picture.layout = w.Layout(width="192px", height="auto", flex="0 0 192px")
+            dims = f"{image.width}x{image.height}"
+        except Exception as exc:
+            picture = w.Label(f"image {image.index} could not be shown ({one_line(exc)})",
+                              layout=w.Layout(width="192px"))
+            dims = str(result.params.get("size") or result.params.get("aspect_ratio") or "size unknown")
+        count = max(len(result.images), 1)
+        cost = None if result.cost is None else result.cost / count
+        facts = [result.model or "unknown model", dims, _money(cost)]
+        if count > 1:
+            facts.insert(1, f"#{image.index + 1} of {count}")
+        meta = w.Label(" · ".join(facts))
+        meta.add_class("indox-meta")
+        children: list[widgets.Widget] = [meta]
+        if note:
+            mark = w.Label(note, style={"text_color": "#8a6d00"})
+            mark.add_class("indox-note")
+            children.append(mark)
+        revised = image.revised_prompt
+        if revised:
+            from .render import word_diff_html  # escaped, with the provider's additions marked
+
+            text = w.HTML(f'<div style="font-size:13px;line-height:1.4">{word_diff_html(result.prompt, revised)}</div>',
+                          layout=w.Layout(width="100%"))
+            text.add_class("indox-revised")
+            children.append(text)
+        else:
+            children.append(w.Label("no revised prompt"))
+        use = w.Button(description="Use revised prompt" if revised else "Use prompt",
+                       layout=w.Layout(width="auto"))
+        use.add_class("indox-use-revised")
+        use.on_click(self._guard(lambda _b, t=revised or result.prompt or "": self._use_prompt(t)))
+        save = w.Button(description="Save", icon="download", layout=w.Layout(width="auto"))
+        save.add_class("indox-save")
+        save.on_click(self._guard(lambda _b: self.save(result, image)))
+        children.append(w.HBox([use, save], layout=w.Layout()))
+        info = w.VBox(children, layout=w.Layout(flex="1 1 auto", min_width="0", padding="0 0 0 12px"))
+        card = w.HBox([picture, info], layout=w.Layout(
+            padding="8px", margin="0 0 10px 0", border="1px solid rgba(128,128,128,.35)",
+            align_items="flex-start"))
+        card.add_class("indox-card")
+        return card
+
+    def _use_prompt(self, text: str) -> None:
+        self.prompt.value = text
+        self._set_status("Prompt replaced; edit it and press Generate.")
+
+    def save(self, result: ImageResult, image: GeneratedImage) -> Path:
+        """Write the original bytes into the "Save to" directory; returns the file's path."""
+        folder = Path(self.save_dir.value.strip() or DEFAULT_SAVE_DIR).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        data = image.data
+        stem = (result.request_id or hashlib.sha256(data).hexdigest())[:12]
+        path = folder / f"indox_{stem}_{image.index}{image.extension}"
+        path.write_bytes(data)
+        self._set_status(f"Saved {path}", "ok")
+        return path
+
+    # -- the History tab -----------------------------------------------------------------------
+
+    def refresh_history(self) -> list[Entry]:
+        """Show the newest stored images matching the search box and the model filter."""
+        if self._gallery is None:
+            self.history_status.value = "No gallery available: images are not being stored."
+            return []
+        search = self.history_search.value.strip() or None
+        entries = self._gallery.history(HISTORY_LIMIT, search=search, model=self.history_model.value or None)
+        self.history_grid.children = tuple(self._history_card(e) for e in entries)
+        total = len(self._gallery)
+        self.history_status.value = (f"{len(entries)} shown of {total} stored image{'s' if total != 1 else ''}"
+                                     if entries else "Nothing stored matches." if total else "The gallery is empty.")
+        return entries
+
+    def _history_card(self, entry: Entry) -> widgets.Widget:
+        w = widgets
+        try:
+            thumb = self._thumbs.get(entry.sha256)
+            if thumb is None:
+                thumb = self._thumbs[entry.sha256] = _preview_bytes(entry.data, THUMB_SIDE)
+            picture: widgets.Widget = w.Image(value=thumb, format="webp", width="160px")
+        except Exception as exc:
+            picture = w.Label(f"not readable ({one_line(exc)})")
+        prompt = entry.prompt or ""
+        caption = w.Label(prompt if len(prompt) <= 60 else prompt[:59] + "…", tooltip=prompt or None)
+        when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M")
+        meta = w.Label(f"{entry.model or '?'} · {when} · {_money(entry.cost)}",
+                       style={"font_size": "11px"})
+        use = w.Button(description="Use prompt", layout=w.Layout(width="auto"))
+        use.on_click(self._guard(lambda _b, t=prompt: self._use_from_history(t)))
+        card = w.VBox([picture, caption, meta, use], layout=w.Layout(min_width="0"))
+        card.add_class("indox-history-card")
+        return card
+
+    def _use_from_history(self, text: str) -> None:
+        self._use_prompt(text)
+        self.tabs.selected_index = 0
+
+
+def panel(client: Client | None = None, **defaults: Any) -> Panel:
+    """Open the panel: ``indox_jupyter.panel(model="openai/dall-e-2", size="512x512")``.
+
+    Without ``client``, the configured key and base URL are used, else the built-in local
+    server (the panel says so). ``defaults`` pre-fill the controls (``prompt``, ``model``,
+    ``size``, ``aspect_ratio``, ``n``, ``quality``, ``style``, ``negative_prompt``, ``seed``,
+    ``save_dir``, ``use_cache``, ``byok``) and ``gallery=False`` turns storing off.
+    """
+    return Panel(client, **defaults)
+
+
+class _CallableModule(types.ModuleType):
+    """``indox_jupyter.panel(...)`` must work even after ``import indox_jupyter.panel``.
+
+    Importing this submodule makes the package attribute ``panel`` the module, shadowing the
+    function that ``indox_jupyter.__getattr__`` hands out; calling the module calls the function.
+    """
+
+    def __call__(self, client: Client | None = None, **defaults: Any) -> Panel:
+        return panel(client, **defaults)
+
+
+sys.modules[__name__].__class__ = _CallableModule
