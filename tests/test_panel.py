@@ -1,0 +1,415 @@
+"""The panel's Python surface, in-process against the local server (fast; the browser test is separate)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import indox_jupyter
+from indox_jupyter import Client, ImageResult
+from indox_jupyter.local import Fault
+from indox_jupyter.panel import FALLBACK_MODELS, Panel, panel
+from indox_jupyter.store import Gallery
+
+from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture()
+def gallery(tmp_path):
+    with Gallery(tmp_path / "gallery") as g:
+        yield g
+
+
+@pytest.fixture()
+def make(client, gallery):
+    """Build a panel on the test client and gallery; waits for its last job on teardown."""
+    made: list[Panel] = []
+
+    def build(**defaults) -> Panel:
+        p = Panel(client, gallery=gallery, **defaults)
+        made.append(p)
+        return p
+
+    yield build
+    for p in made:
+        p.wait(30)
+
+
+def widget_state(p: Panel) -> str:
+    """Everything the front end (and a saved notebook's widget state) gets for this panel."""
+    from ipywidgets.embed import dependency_state
+
+    return json.dumps(dependency_state(p.widget, drop_defaults=False), default=repr)
+
+
+def texts(p: Panel) -> list[str]:
+    return [c for c in widget_state(p).split('"') if c]
+
+
+# -- import surface ----------------------------------------------------------------------------
+
+
+def test_importing_the_package_does_not_import_ipywidgets():
+    code = "import sys, indox_jupyter; print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("first", ["import indox_jupyter.panel", "from indox_jupyter.panel import panel",
+                                   "indox_jupyter.panel"])
+def test_panel_is_callable_whatever_was_imported_first(first):
+    code = (f"import indox_jupyter\n{first}\n"
+            "import indox_jupyter.panel as m\n"
+            "assert callable(indox_jupyter.panel) and callable(m.panel) and m.Panel\n"
+            "print(type(indox_jupyter.panel(gallery=False)).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Panel"
+
+
+def test_panel_displays_as_its_widget(make):
+    p = make()
+    bundle = p._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == p.widget.model_id
+
+
+# -- model options -----------------------------------------------------------------------------
+
+
+def test_only_the_chosen_models_options_are_offered(make):
+    p = make()
+    assert p.model.value == "openai/dall-e-3"
+    assert "openai/dall-e-2" in p.model.options and "google/imagen-3.0-generate-002" in p.model.options
+    assert p.size.options == ("1024x1024", "1792x1024", "1024x1792")
+    assert p.quality.options == ("standard", "hd") and p.style.options == ("vivid", "natural")
+    assert p.n.disabled and p.n.max == 1
+    assert p.aspect_ratio.layout.display == "none"
+
+    p.size.value = "1024x1024"
+    p.model.value = "openai/dall-e-2"
+    assert p.size.options == ("1024x1024", "512x512", "256x256")
+    assert p.size.value == "1024x1024"  # still valid: kept
+    assert p.quality.layout.display == "none" and p.style.layout.display == "none"
+    assert not p.n.disabled and p.n.max == 10
+
+    p.model.value = "openai/gpt-image-1"
+    assert p.quality.options == ("auto", "low", "medium", "high") and p.quality.value == "auto"
+
+    p.model.value = "google/imagen-3.0-generate-002"
+    assert p.size.layout.display == "none" and p.aspect_ratio.layout.display is None
+    assert "16:9" in p.aspect_ratio.options
+    assert p.negative_prompt.layout.display is None  # Imagen takes a negative prompt...
+    p.model.value = "openai/dall-e-3"
+    assert p.negative_prompt.layout.display == "none"  # ...DALL-E 3 does not
+
+
+def test_only_supported_options_are_sent(make, server):
+    p = make(prompt="a lighthouse", model="openai/dall-e-2", size="256x256", n=2)
+    p.negative_prompt.value = "fog"  # hidden for dall-e-2: must not be sent
+    result = p.generate()
+    assert len(result.images) == 2
+    body = generation_requests(server)[-1]["json"]
+    assert body["model"] == "openai/dall-e-2" and body["size"] == "256x256" and body["n"] == 2
+    assert not {"quality", "style", "negative_prompt", "aspect_ratio"} & set(body)
+
+    p.model.value = "google/imagen-3.0-generate-002"
+    p.aspect_ratio.value = "16:9"
+    p.n.value = 1
+    p.seed.value = "7"
+    p.generate()
+    body = generation_requests(server)[-1]["json"]
+    assert body["aspect_ratio"] == "16:9" and body["seed"] == 7 and body["negative_prompt"] == "fog"
+    assert "size" not in body
+
+
+def test_offline_model_list_falls_back_with_a_note(gallery, server):
+    server.stop()
+    try:
+        with Client(TEST_API_KEY, base_url=server.url, max_retries=0) as offline:
+            p = Panel(offline, gallery=gallery)
+    finally:
+        server.start()
+    assert list(p.model.options) == [m.id for m in FALLBACK_MODELS]
+    assert "Model list unavailable" in p.status.value and "built-in list" in p.status.value
+    assert TEST_API_KEY not in p.status.value
+
+
+def test_defaults_are_checked(make):
+    p = make(prompt="x", model="openai/dall-e-2", size="512x512", save_dir="out", use_cache=False)
+    assert (p.prompt.value, p.model.value, p.size.value, p.save_dir.value, p.use_cache.value) == (
+        "x", "openai/dall-e-2", "512x512", "out", False)
+    with pytest.raises(TypeError, match="unexpected option"):
+        make(sizes="1024x1024")
+    with pytest.raises(indox_jupyter.ValidationError, match="does not offer size"):
+        make(model="openai/dall-e-3", size="256x256")
+
+
+def test_default_client_is_the_local_server_with_a_note_when_nothing_is_configured(gallery):
+    p = panel(gallery=gallery)
+    assert p.client.is_local
+    assert "local server" in p.status.value
+    p.prompt.value = "a quiet harbour"
+    assert p.generate().images[0].width > 0
+
+
+def test_default_client_uses_the_configured_server(monkeypatch, gallery, server):
+    monkeypatch.setenv("INDOX_ROUTER_BASE_URL", server.url)
+    monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)
+    p = panel(gallery=gallery)
+    assert not p.client.is_local and p.client.base_url == server.url
+    assert p.status.value == ""
+
+
+# -- generating --------------------------------------------------------------------------------
+
+
+def test_generate_returns_the_result_and_shows_it_on_top(make, server):
+    p = make(prompt="a red fox", model="openai/dall-e-3")
+    first = p.generate()
+    assert isinstance(first, ImageResult) and p.result is first
+    assert p.status.value.startswith("Done: openai/dall-e-3 · 1 image · $0.040")
+    card = p.results_box.children[0]
+    image, info = card.children
+    assert image.format == "webp" and len(image.value) < len(first.images[0].data) / 4  # a preview
+    revised = next(c for c in info.children if "indox-revised" in c._dom_classes)
+    assert "digital illustration of" in revised.value
+    assert "openai/dall-e-3 · 1024x1024 · $0.040" in info.children[0].value
+
+    p.prompt.value = "a blue fox"
+    second = p.generate()
+    assert p.results == [second, first]
+    assert len(p.results_box.children) == 2 and p.results_box.children[1] is card  # newest on top
+
+
+def test_click_returns_at_once_and_runs_in_the_background(make, server):
+    server.latency = 1.0
+    p = make(prompt="a slow sunrise")
+    p.generate_button.click()
+    # Back in the caller's thread while the request is in flight: the kernel stays responsive.
+    assert p.generate_button.disabled and p.cancel_button.layout.display is None
+    assert p.progress.layout.display is None and p.result is None
+    assert p.status.value.startswith("Generating with openai/dall-e-3")
+    p.generate_button.click()  # a second click while running: ignored, never a second charge
+    result = p.wait(30)
+    assert isinstance(result, ImageResult) and p.result is result
+    assert not p.generate_button.disabled and p.cancel_button.layout.display == "none"
+    assert len(generation_requests(server)) == 1
+
+
+def test_cancel_stops_waiting_and_a_late_image_is_kept(make, server, gallery):
+    server.latency = 1.0
+    p = make(prompt="a late train")
+    p.generate_button.click()
+    p.cancel_button.click()
+    assert not p.generate_button.disabled and p.cancel_button.layout.display == "none"
+    assert p.status.value.startswith("Cancelled")
+    p.wait(30)
+    assert p.result is None  # not what the user is waiting for any more...
+    late = p.results_box.children[0]
+    notes = [c.value for c in late.children[1].children if "indox-note" in c._dom_classes]
+    assert notes == ["arrived after Cancel (paid, kept in the gallery)"]  # ...but shown and kept
+    assert [e.prompt for e in gallery.history()] == ["a late train"]
+    assert "finished after all" in p.status.value
+
+
+def test_a_new_generation_can_start_after_cancel(make, server):
+    server.latency = 1.0
+    p = make(prompt="first", use_cache=False)
+    p.generate_button.click()
+    p.cancel()
+    p.prompt.value = "second"
+    server.latency = 0.0
+    result = p.generate()
+    assert result.prompt == "second" and p.result is result
+    p.wait(30)  # the cancelled one lands later, marked, without replacing p.result
+    assert p.result is result
+
+
+def test_generate_refuses_to_run_twice_at_once(make, server):
+    server.latency = 1.0
+    p = make(prompt="once")
+    p.generate_button.click()
+    with pytest.raises(RuntimeError, match="already running"):
+        p.generate()
+    p.wait(30)
+
+
+# -- gallery and cache -------------------------------------------------------------------------
+
+
+def test_every_result_is_stored_and_an_unchanged_request_is_served_from_the_gallery(make, server, gallery):
+    p = make(prompt="a paper boat")
+    paid = p.generate()
+    again = p.generate()
+    assert getattr(again, "from_gallery", False) and again.cost == 0
+    assert len(generation_requests(server)) == 1
+    assert "Served from the gallery" in p.status.value
+    notes = [c.value for c in p.results_box.children[0].children[1].children if "indox-note" in c._dom_classes]
+    assert notes and "from the gallery" in notes[0]
+    assert again.images[0].data == paid.images[0].data
+
+    p.use_cache.value = False
+    fresh = p.generate()
+    assert not getattr(fresh, "from_gallery", False) and len(generation_requests(server)) == 2
+    assert [e.source for e in gallery.history()] == ["panel", "panel"]
+
+
+def test_history_tab_browses_the_store(make, gallery):
+    p = make(prompt="a green kite", model="openai/dall-e-2", size="256x256")
+    p.generate()
+    p.prompt.value = "a yellow kite"
+    p.model.value = "stability/stable-diffusion-xl"
+    p.generate()
+    p.tabs.selected_index = 1  # opening the tab loads it
+    assert len(p.history_grid.children) == 2
+    assert p.history_status.value == "2 shown of 2 stored images"
+    first_caption = p.history_grid.children[0].children[1].value
+    assert first_caption == "a yellow kite"  # newest first
+    p.history_search.value = "green"
+    assert [c.children[1].value for c in p.history_grid.children] == ["a green kite"]
+    p.history_search.value = ""
+    p.history_model.value = "stability/stable-diffusion-xl"
+    assert [c.children[1].value for c in p.history_grid.children] == ["a yellow kite"]
+    p.history_grid.children[0].children[3].click()  # "Use prompt"
+    assert p.prompt.value == "a yellow kite" and p.tabs.selected_index == 0
+
+
+def test_panel_without_gallery_still_works(client):
+    p = Panel(client, gallery=False, prompt="no store")
+    assert p.generate().images
+    assert p.refresh_history() == [] and "No gallery" in p.history_status.value
+
+
+# -- per-image buttons -------------------------------------------------------------------------
+
+
+def test_use_revised_prompt_copies_it_into_the_prompt_box(make):
+    p = make(prompt="a cat on a roof")
+    result = p.generate()
+    use = p.results_box.children[0].children[1].children[-1].children[0]
+    assert use.description == "Use revised prompt"
+    use.click()
+    assert p.prompt.value == result.images[0].revised_prompt
+    assert p.prompt.value != "a cat on a roof"
+
+
+def test_save_writes_the_original_bytes_to_the_chosen_directory(make, tmp_path):
+    p = make(prompt="a saved cat", save_dir=str(tmp_path / "out"))
+    result = p.generate()
+    save = p.results_box.children[0].children[1].children[-1].children[1]
+    save.click()
+    files = list((tmp_path / "out").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == result.images[0].data
+    assert p.status.value == f"Saved {files[0]}"
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_errors_are_one_escaped_line_never_a_traceback(make, server, capsys):
+    p = make(prompt="")
+    p.generate_button.click()  # empty prompt: refused before sending
+    assert p.status.value.startswith("ValidationError: ")
+    assert not p.generate_button.disabled and generation_requests(server) == []
+
+    server.script(Fault(status=402, body={"detail": "Insufficient credits <b>now</b>\nsecond line"}))
+    p.prompt.value = "a costly cat"
+    p.generate_button.click()
+    p.wait(30)
+    assert p.status.value.startswith("InsufficientCreditsError: ")
+    assert "\n" not in p.status.value and p.status.style.text_color == "#c62828"
+    assert p.result is None and not p.generate_button.disabled
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_generate_raises_what_the_status_line_shows(make, server):
+    server.script(Fault(status=400, body={"detail": "size not allowed"}))
+    p = make(prompt="a locked door")
+    with pytest.raises(indox_jupyter.InvalidParametersError):
+        p.generate()
+    assert p.status.value.startswith("InvalidParametersError") and "size not allowed" in p.status.value
+    assert not p.generate_button.disabled
+
+
+def test_unexpected_errors_go_to_the_details_box(make, monkeypatch, capsys):
+    p = make(prompt="a bug")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected <thing>")
+
+    monkeypatch.setattr(p.client, "images", boom)
+    p.generate_button.click()
+    p.wait(30)
+    assert p.status.value == "Unexpected error: RuntimeError: unexpected <thing> (see Details)"
+    assert p.details.layout.display is None
+    assert "Traceback" in p._details.outputs[0]["text"]
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_prompt_text_is_escaped_in_the_revised_prompt(make):
+    p = make(prompt="<img src=x onerror=alert(1)> fox")
+    p.generate()
+    revised = next(c for c in p.results_box.children[0].children[1].children if "indox-revised" in c._dom_classes)
+    assert "<img" not in revised.value and "&lt;img" in revised.value
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def test_byok_key_never_stays_in_widget_state(make, server, gallery):
+    p = make(prompt="a private cat")
+    p.byok.value = TEST_BYOK  # what the front end sends on Enter / blur
+    assert p.byok.value == ""  # moved to kernel memory at once
+    assert "kernel memory only" in p.byok.placeholder
+    result = p.generate()
+    assert generation_requests(server)[-1]["json"]["byok_api_key"] == "***"  # it was sent
+    assert "byok_api_key" not in result.params
+    state = widget_state(p)
+    for secret in (TEST_BYOK, TEST_API_KEY):
+        assert secret not in state
+        assert secret not in p.status.value
+    assert all(TEST_BYOK not in json.dumps(e.params) for e in gallery.history())
+
+    p.forget_byok_button.click()
+    p.use_cache.value = False
+    p.generate()
+    assert "byok_api_key" not in generation_requests(server)[-1]["json"]
+
+
+def test_status_lines_never_carry_a_key(make, server):
+    server.script(Fault(status=400, body={"detail": f"bad key {TEST_BYOK} and {TEST_API_KEY}"}))
+    p = make(prompt="a leaky cat")
+    p.byok.value = TEST_BYOK
+    p.generate_button.click()
+    p.wait(30)
+    assert p.status.value.startswith("InvalidParametersError")
+    assert TEST_BYOK not in p.status.value and TEST_API_KEY not in p.status.value
+
+
+def test_widget_updates_from_the_worker_thread_reach_the_widgets(make, server):
+    """The ticker runs on its own thread; its updates must land while the caller keeps working."""
+    server.latency = 1.2
+    p = make(prompt="a ticking clock")
+    seen: list[str] = []
+    ticked = threading.Event()
+
+    def watch(change):
+        if change["new"].endswith(" s"):
+            seen.append(change["new"])
+            ticked.set()
+
+    p.status.observe(watch, names="value")
+    p.generate_button.click()
+    assert ticked.wait(10)
+    assert seen[0].startswith("Generating with openai/dall-e-3 · 1 image… ")
+    p.wait(30)
