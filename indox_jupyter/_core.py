@@ -93,8 +93,9 @@ class RetryPolicy:
 # Validation and request shaping
 
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.:@+-]*$")
-_SIZE_RE = re.compile(r"^([1-9]\d{0,4})\s*[xX×]\s*([1-9]\d{0,4})$")
-_RATIO_RE = re.compile(r"^([1-9]\d{0,3}):([1-9]\d{0,3})$")
+# [0-9], not \d: \d also matches "٠" and "１", which would be sent to the server as they are.
+_SIZE_RE = re.compile(r"^([1-9][0-9]{0,4})\s*[xX×]\s*([1-9][0-9]{0,4})$")
+_RATIO_RE = re.compile(r"^([1-9][0-9]{0,3}):([1-9][0-9]{0,3})$")
 _KNOWN_PROVIDER_OF = (
     ("dall-e", "openai"),
     ("dalle", "openai"),
