@@ -4,7 +4,8 @@ Two requests share a key when they would ask the provider for the same thing: sa
 (surrounding whitespace ignored, as the client strips it before sending), same ``provider/model``
 and same parameters after normalisation. Normalisation, applied recursively:
 
-* ``None`` values are dropped (an unset flag and ``flag=None`` send the same request);
+* ``None`` values are dropped (an unset flag and ``flag=None`` send the same request), and so is
+  a nested dict left empty once its secrets and Nones are gone;
 * keys are sorted; integral floats become ints (``guidance_scale=7`` == ``7.0``);
 * anything secret is removed: keys named like credentials (``byok_api_key``, ``api_key``,
   ``token``, ``password``, ``*_secret`` …) and string values shaped like a credential

@@ -709,6 +709,27 @@ class Gallery:
         result.gallery_entries = entries  # type: ignore[attr-defined]
         return result
 
+    def find(self, prompt: str | None, model: str | None,
+             params: Mapping[str, Any] | None = None) -> ImageResult | None:
+        """``lookup`` by request instead of by key; fits ``images_many(lookup=...)``."""
+        return self.lookup(_cachekey.cache_key(prompt, model, params))
+
+    def recorder(self, *, source: Source = "batch",
+                 batch_id: str | None = None) -> Callable[[int, Any], None]:
+        """An ``on_result(index, outcome)`` callback that stores each result of a batch.
+
+        Errors and results served from the gallery are skipped. All rows share ``batch_id``
+        (a new one when not given; the callback's ``batch_id`` attribute tells which).
+        """
+        chosen = batch_id or uuid.uuid4().hex
+
+        def on_result(index: int, outcome: Any) -> None:
+            if isinstance(outcome, ImageResult):
+                self.add(outcome, source=source, batch_id=chosen)
+
+        on_result.batch_id = chosen  # type: ignore[attr-defined]
+        return on_result
+
     def history(self, n: int | None = None, search: str | None = None,
                 model: str | None = None) -> list[Entry]:
         """Stored images, newest first.

@@ -290,6 +290,22 @@ def test_corrupt_file_is_a_miss_and_an_older_intact_generation_is_used(tmp_path:
     assert [e.path for e in gallery.verify().corrupt] == [newest.path]
 
 
+def test_find_and_recorder_fit_a_batch_run(tmp_path: Path) -> None:
+    """images_many(lookup=gallery.find, on_result=gallery.recorder()) resumes from the gallery."""
+    gallery = Gallery(tmp_path)
+    record = gallery.recorder()
+    # what a batch passes: request.prompt, request.model, request.public_params
+    record(0, make_result([png(1)], prompt="a cat", params={"size": "256x256", "n": 1}))
+    record(1, ValueError("this slot failed"))
+    (entry,) = gallery.history()
+    assert entry.source == "batch" and entry.batch_id == record.batch_id  # type: ignore[attr-defined]
+    hit = Gallery(tmp_path).find("a cat", "openai/dall-e-3", {"n": 1, "size": "256x256"})
+    assert hit is not None and hit.from_gallery and hit.images[0].data == png(1)
+    record(2, hit)  # served from the gallery: not stored or charged again
+    assert len(gallery) == 1 and gallery.total_cost() == pytest.approx(0.04)
+    assert gallery.find("a cat", "openai/dall-e-3", {"n": 2, "size": "256x256"}) is None
+
+
 # ---------------------------------------------------------------------------------------------
 # History and money
 
