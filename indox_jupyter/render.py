@@ -185,7 +185,7 @@ def _tile(result: ImageResult, image: GeneratedImage, options: PreviewOptions) -
     else:
         alt = html.escape(caption or result.prompt or f"image {image.index}", quote=True)
         picture = (f'<img src="{preview.data_uri}" alt="{alt}" width="{preview.width}" '
-                   f'height="{preview.height}" style="width:100%;height:auto;display:block;'
+                   f'height="{preview.height}" style="max-width:100%;height:auto;display:block;'
                    f'border-radius:6px" loading="lazy">')
         dims = f" · {image.width}x{image.height}"
     if caption:
