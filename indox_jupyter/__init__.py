@@ -24,6 +24,7 @@ from .errors import (
     ProviderNotFoundError,
     RateLimitError,
     ServiceUnavailableError,
+    StoreError,
     ValidationError,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "Client",
+    "Gallery",
     "GeneratedImage",
     "ImageDownloadError",
     "ImageModel",
@@ -47,8 +49,10 @@ __all__ = [
     "ProviderNotFoundError",
     "RateLimitError",
     "ServiceUnavailableError",
+    "StoreError",
     "ValidationError",
     "__version__",
+    "history",
     "panel",
 ]
 
@@ -75,4 +79,8 @@ def __getattr__(name: str) -> object:
         import importlib
 
         return importlib.import_module(f"{__name__}.panel")
+    if name in ("Gallery", "history"):  # the gallery opens SQLite: only when asked for
+        from . import store
+
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

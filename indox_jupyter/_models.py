@@ -120,6 +120,11 @@ class ImageResult(Mapping[str, Any]):
     ``result["data"][0]["url"]`` works as in the seed; ``result.images[0].data`` gives bytes.
     """
 
+    #: True when the gallery served this result from disk: no request was sent, nothing paid.
+    from_gallery: bool = False
+    #: For a gallery hit, what the original generation cost.
+    original_cost: float | None = None
+
     def __init__(
         self,
         response: Mapping[str, Any],

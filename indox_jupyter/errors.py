@@ -14,6 +14,7 @@
     ├── NetworkError                 the request never completed
     │   └── APITimeoutError          no answer in time (.may_have_completed)
     ├── ImageDownloadError           an image URL or payload we could not turn into an image
+    ├── StoreError                   the gallery's database or folder cannot be used
     └── APIError                     anything else the server said that we cannot classify
 
 Names follow the reference ``indoxrouter`` client so code that catches its exceptions keeps
@@ -37,6 +38,7 @@ __all__ = [
     "ProviderNotFoundError",
     "RateLimitError",
     "ServiceUnavailableError",
+    "StoreError",
     "ValidationError",
 ]
 
@@ -121,6 +123,10 @@ class APITimeoutError(NetworkError):
 
 class ImageDownloadError(IndoxRouterError):
     """An image URL expired, was refused, or did not hold a real image."""
+
+
+class StoreError(IndoxRouterError):
+    """The gallery's database or folder cannot be used; the message says where and what to do."""
 
 
 class APIError(IndoxRouterError):

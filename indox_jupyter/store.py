@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import _cachekey
 from ._cachekey import cache_key, scrub
 from ._models import GeneratedImage, ImageResult
-from .errors import IndoxRouterError
+from .errors import StoreError
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -75,10 +75,6 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "i
 SESSION_ID = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 T = TypeVar("T")
-
-
-class StoreError(IndoxRouterError):
-    """The gallery's database or folder cannot be used; the message says where and what to do."""
 
 
 # ---------------------------------------------------------------------------------------------
