@@ -625,7 +625,10 @@ class ClientCore:
                 raise errors.NetworkError(message) from None
             if response.status_code in RETRY_STATUSES and attempt <= self.policy.max_retries:
                 delay = self.policy.delay(attempt - 1, response.headers.get("retry-after"))
-                ready_at = time.monotonic() + delay
+                # From the end of our previous backoff, not from "now": when a sleep returns
+                # early (a test's recorded sleep, a clock step) our own earlier pause must not
+                # come back as the shared pause of the next attempt.
+                ready_at = max(time.monotonic(), ready_at) + delay
                 if response.status_code == 429:
                     self.paused_until = max(self.paused_until, ready_at)
                 yield Sleep(delay)
