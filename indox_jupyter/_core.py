@@ -136,6 +136,14 @@ def _fail(message: str) -> errors.ValidationError:
     return errors.ValidationError(message)
 
 
+def _short_repr(value: Any, limit: int = 40) -> str:
+    """repr() for a message: bounded, and never str() of an int too long to convert."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() >= 128:
+        return f"a {value.bit_length()}-bit number"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _suggest_model(model: str) -> str:
     lowered = model.lower().replace("_", "-")
     for stem, provider in _KNOWN_PROVIDER_OF:
@@ -279,8 +287,11 @@ def build_image_request(
     if seed is not None:
         body["seed"] = check_int("seed", seed, 0, 2**63 - 1)
     if guidance_scale is not None:
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale):
-            raise _fail(f"guidance_scale must be a number (got {guidance_scale!r:.40})")
+        # A range test, not math.isfinite(): that raises OverflowError for an int over 1e308;
+        # NaN fails every comparison, so it is refused too.
+        if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+                or not -1e6 <= guidance_scale <= 1e6):
+            raise _fail(f"guidance_scale must be a number (got {_short_repr(guidance_scale)})")
         body["guidance_scale"] = guidance_scale
     if aspect_ratio is not None:
         aspect_ratio = check_aspect_ratio(aspect_ratio)
@@ -290,7 +301,7 @@ def build_image_request(
             raise _fail(f"parameter name {key!r:.40} is not a valid name")
         try:
             json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise _fail(f"parameter {key} must be JSON-serialisable (got {type(value).__name__})") from None
     if extra:
         body["additional_params"] = dict(extra)
