@@ -192,6 +192,18 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
     return value
 
 
+# C0 controls but tab, newline and carriage return; DEL; and lone surrogates (not encodable as UTF-8).
+_BAD_CHAR_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _check_chars(name: str, value: str) -> None:
+    bad = _BAD_CHAR_RE.search(value)
+    if bad:
+        code = ord(bad.group())
+        what = "an unpaired surrogate (invalid Unicode)" if code >= 0xD800 else "a control character"
+        raise _fail(f"{name} contains {what} U+{code:04X} at position {bad.start()}; remove it")
+
+
 def check_text(name: str, value: Any, *, max_chars: int = 10_000) -> str:
     if not isinstance(value, str):
         raise _fail(f"{name} must be text (got {type(value).__name__})")
@@ -199,6 +211,7 @@ def check_text(name: str, value: Any, *, max_chars: int = 10_000) -> str:
         raise _fail(f"{name} must not be empty")
     if len(value) > max_chars:
         raise _fail(f"{name} is {len(value):,} characters; the limit here is {max_chars:,}")
+    _check_chars(name, value)
     return value
 
 
@@ -210,8 +223,7 @@ def check_prompt(prompt: Any) -> str:
         raise _fail("prompt is empty: describe the image you want, e.g. 'a lighthouse at dusk'")
     if len(stripped) > MAX_PROMPT_CHARS:
         raise _fail(f"prompt is {len(stripped):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
-    if "\x00" in stripped:
-        raise _fail("prompt contains a NUL character")
+    _check_chars("prompt", stripped)
     return stripped
 
 
@@ -281,6 +293,9 @@ def build_image_request(
     if byok_api_key is not None:
         if not isinstance(byok_api_key, str) or not byok_api_key.strip():
             raise _fail("byok_api_key must be a non-empty string (your provider key)")
+        if not byok_api_key.strip().isprintable() or not byok_api_key.strip().isascii():
+            # never echo any part of it: this is a key
+            raise _fail("byok_api_key holds non-printable or non-ASCII characters; paste the key again")
         body["byok_api_key"] = byok_api_key.strip()
     if negative_prompt is not None:
         body["negative_prompt"] = check_text("negative_prompt", negative_prompt)
@@ -305,6 +320,10 @@ def build_image_request(
             raise _fail(f"parameter {key} must be JSON-serialisable (got {type(value).__name__})") from None
     if extra:
         body["additional_params"] = dict(extra)
+    try:  # what httpx will do with the body; a lone surrogate in an extra value fails only here
+        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail("a parameter value contains an unpaired surrogate (invalid Unicode)") from None
 
     provider_key, name_key = provider.lower(), name.lower()
     if provider_key == "google":
