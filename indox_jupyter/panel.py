@@ -214,7 +214,8 @@ class Panel:
                                   layout=w.Layout(width="160px"))
         self.style = w.Dropdown(description="Style", style=initial, layout=w.Layout(width="150px"))
         options = [self.model, self.size, self.aspect_ratio, self.n, self.quality, self.style]
-        for box in options:
+        for box, name in zip(options, ("model", "size", "aspect", "n", "quality", "style")):
+            box.add_class(f"indox-{name}")
             box.layout.margin = "2px 14px 2px 0"  # ipywidgets 8 Layout has no flex gap
         options_row = w.HBox(options, layout=w.Layout(flex_flow="row wrap"))
 
@@ -230,7 +231,7 @@ class Panel:
         self.byok.add_class("indox-byok")
         self.forget_byok_button = w.Button(description="Forget key", layout=w.Layout(width="auto"),
                                            tooltip="Drop the BYOK key from kernel memory")
-        self.use_cache = w.Checkbox(value=True, indent=False,
+        self.use_cache = w.Checkbox(value=True, indent=False, layout=w.Layout(width="auto"),
                                     description="Reuse an identical earlier result from the gallery (no charge)")
         self.save_dir = w.Text(value=DEFAULT_SAVE_DIR, description="Save to", style=initial,
                                layout=w.Layout(width="440px"))
