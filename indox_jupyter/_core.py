@@ -747,7 +747,8 @@ def resolve_settings(api_key: str | None, base_url: str | None) -> tuple[str, st
     if url.lower() == LOCAL:
         from .local import shared_server
 
-        return (key or LOCAL_API_KEY), shared_server().url, True
+        key = _check_api_key(key) if isinstance(key, str) and key.strip() else LOCAL_API_KEY
+        return key, shared_server().url, True
     if not re.match(r"^https?://[^\s/]+", url):
         raise errors.ValidationError(
             f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, or 'local' (got {url[:60]!r})"
@@ -762,4 +763,15 @@ def resolve_settings(api_key: str | None, base_url: str | None) -> tuple[str, st
         )
     if not isinstance(key, str):
         raise errors.ValidationError(f"api_key must be a string (got {type(key).__name__})")
-    return key.strip(), url, False
+    return _check_api_key(key), url, False
+
+
+def _check_api_key(key: str) -> str:
+    """The key goes into an HTTP header: a line break there makes httpx fail with the key in its
+    message, and non-ASCII crashes the header encoding. Refuse both here; never echo the key."""
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise errors.ValidationError(
+            "api_key holds spaces, line breaks or non-ASCII characters; paste the key again"
+        )
+    return key
