@@ -48,10 +48,6 @@ def widget_state(p: Panel) -> str:
     return json.dumps(dependency_state(p.widget, drop_defaults=False), default=repr)
 
 
-def texts(p: Panel) -> list[str]:
-    return [c for c in widget_state(p).split('"') if c]
-
-
 # -- import surface ----------------------------------------------------------------------------
 
 
