@@ -1,17 +1,24 @@
 """``%%indox_image`` and friends: a thin IPython shell over the client and the renderer.
 
-One generation is a pipeline of small steps, each a method, so later features (the gallery's
-cache and store) hook in between without touching the others::
+One generation is a pipeline of small steps, each a method::
 
     _parse(line)             flags -> argparse Namespace (bad flags: UsageError, nothing sent)
     _resolve(args, cell)     -> ImageCall: prompt filled from {variables}, defaults from traits,
                              --byok NAME looked up, --param parsed (nothing sent)
     _build_request(call)     -> ImageRequest: every value checked by the client's own rules
+    _cached(call, key)       -> the stored ImageResult for the same request, or None (no I/O
+                             beyond the local gallery; skipped by --new and ``cache = False``)
+    _check_budget(...)       refuses before sending once the session budget is spent
     _generate(call, request) -> ImageResult: the only step that talks to a server
+    _store(call, result)     every image received goes to the gallery before it is displayed
     _finish(call, result)    -o NAME, --save DIR, session spend
 
-The magic returns the ImageResult, so ``_``, ``Out[n]`` and ``-o`` hold it and it displays
-once, through the formatter registered here with the preview traits.
+``--each`` (a prompt per line, or a list variable) and ``-m a/x,b/y`` (several models) run the
+same steps for every (prompt, model) pair through ``batch.images_many`` and return an
+:class:`~indox_jupyter.render.ImageGrid`: a row per prompt, a column per model.
+
+The magic returns the ImageResult (or ImageGrid), so ``_``, ``Out[n]`` and ``-o`` hold it and it
+displays once, through the formatter registered here with the preview traits.
 Expected failures become one ``UsageError`` line; ``show_tracebacks`` re-raises them instead.
 """
 
@@ -19,8 +26,12 @@ from __future__ import annotations
 
 import json
 import keyword
+import math
 import os
-from collections.abc import Iterator
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +45,7 @@ from . import _prompt
 from ._core import (
     API_KEY_ENV,
     BASE_URL_ENV,
+    DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     MAX_N,
@@ -45,8 +57,17 @@ from ._core import (
 )
 from ._models import ImageResult
 from ._redact import redact
-from .errors import IndoxRouterError, NetworkError, ValidationError
-from .render import ModelsTable, PreviewOptions, UsageView, render_result
+from .errors import IndoxRouterError, NetworkError, StoreError, ValidationError
+from .render import (
+    GRID_PREVIEW,
+    HistoryView,
+    ImageGrid,
+    ModelsTable,
+    PreviewOptions,
+    UsageView,
+    render_grid,
+    render_result,
+)
 
 __all__ = ["IndoxMagics", "ImageCall"]
 
@@ -72,6 +93,19 @@ class ImageCall:
     local: bool = False
     out: str | None = None
     save: str | None = None
+    fresh: bool = False  # --new: never served from the gallery
+    prompts: list[str] = field(default_factory=list)  # --each: every prompt (else [prompt])
+    models: list[str] = field(default_factory=list)  # -m a/x,b/y: every model (else [model])
+    each: bool = False
+
+    def __post_init__(self) -> None:
+        self.prompts = self.prompts or [self.prompt]
+        self.models = self.models or [self.model]
+
+    @property
+    def grid(self) -> bool:
+        """True when the cell makes a grid (several prompts or several models)."""
+        return self.each or len(self.models) > 1
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -102,9 +136,37 @@ def _variable_name(flag: str, name: str | None) -> str | None:
     return name
 
 
+def _models(text: str | None, default: str) -> list[str]:
+    """``-m a/x,b/y``: split on commas first, then check each as ``provider/model``."""
+    if text is None:
+        return [default]
+    names: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        check_model(part)
+        if part not in names:
+            names.append(part)
+    if not names:
+        raise ValidationError(f"-m/--model takes provider/model, or several separated by commas "
+                              f"(got {text[:40]!r})")
+    return names
+
+
+def _money(value: float) -> str:
+    return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+
+
+def _one_line(exc: BaseException, secrets: Sequence[str | None] = ()) -> str:
+    text = " ".join(redact(str(exc), secrets).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"
+
+
 @magics_class
 class IndoxMagics(Magics):
-    """``%%indox_image``, ``%indox_models``, ``%indox_login``, ``%indox_usage``.
+    """``%%indox_image``, ``%indox_models``, ``%indox_login``, ``%indox_usage``, ``%indox_history``,
+    ``%indox_panel``.
 
     Defaults are traits: ``%config IndoxMagics.model = "openai/dall-e-2"``.
     """
@@ -122,6 +184,12 @@ class IndoxMagics(Magics):
     timeout = Float(DEFAULT_TIMEOUT.read or 600.0, help="Seconds to wait for a generation.").tag(config=True)
     max_retries = Int(2, help="Retries on 429/5xx and lost connections.").tag(config=True)
     show_tracebacks = Bool(False, help="Show full tracebacks instead of one-line errors.").tag(config=True)
+    cache = Bool(True, help="Serve a re-run with the same prompt and parameters from the gallery "
+                            "(no request, no cost). --new skips it for one cell.").tag(config=True)
+    budget = Float(None, allow_none=True,
+                   help="USD this session may spend through the magics; None = no limit. Once spent, "
+                        "generations are refused before anything is sent.").tag(config=True)
+    concurrency = Int(8, help="Requests in flight at once for --each and several models.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -131,8 +199,12 @@ class IndoxMagics(Magics):
         self._local_client: Any = None
         self.session_cost = 0.0
         self.session_images = 0
+        self.gallery_hits = 0
+        self._prices: dict[int, dict[str, float]] = {}  # per client: model id -> USD per image
         if shell is not None:
-            shell.display_formatter.mimebundle_formatter.for_type(ImageResult, self._format_result)
+            formatter = shell.display_formatter.mimebundle_formatter
+            formatter.for_type(ImageResult, self._format_result)
+            formatter.for_type(ImageGrid, self._format_grid)
 
     # -- traits ---------------------------------------------------------------------------
 
@@ -149,6 +221,17 @@ class IndoxMagics(Magics):
     def _check_n(self, proposal: Any) -> int | None:
         value = proposal["value"]
         return None if value is None else self._trait_check(lambda v: check_int("n", v, 1, MAX_N), proposal)
+
+    @validate("budget")
+    def _check_budget_trait(self, proposal: Any) -> float | None:
+        value = proposal["value"]
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise TraitError(f"budget must be a number of USD >= 0, or None for no limit (got {value!r})")
+        return value
+
+    @validate("concurrency")
+    def _check_concurrency(self, proposal: Any) -> int:
+        return self._trait_check(lambda v: check_int("concurrency", v, 1, 100), proposal)
 
     @validate("preview_size")
     def _check_preview_size(self, proposal: Any) -> int:
@@ -176,6 +259,13 @@ class IndoxMagics(Magics):
 
     def _format_result(self, result: ImageResult) -> tuple[dict[str, Any], dict[str, Any]]:
         return render_result(result, self.preview_options())
+
+    def grid_preview_options(self) -> PreviewOptions:
+        return PreviewOptions(min(self.preview_size, GRID_PREVIEW.max_side), self.preview_format,
+                              self.preview_quality)
+
+    def _format_grid(self, grid: ImageGrid) -> tuple[dict[str, Any], dict[str, Any]]:
+        return render_grid(grid)
 
     # -- clients --------------------------------------------------------------------------
 
@@ -224,7 +314,8 @@ class IndoxMagics(Magics):
     # -- %%indox_image --------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-m", "--model", help="provider/model, e.g. openai/dall-e-3 (default: the model trait)")
+    @argument("-m", "--model", help="provider/model, e.g. openai/dall-e-3 (default: the model trait); "
+                                    "several separated by commas compare them side by side")
     @argument("-s", "--size", help="WIDTHxHEIGHT such as 1024x1024")
     @argument("-n", "--n", type=int, help=f"number of images, 1-{MAX_N}")
     @argument("-q", "--quality", help="e.g. standard or hd (model dependent)")
@@ -242,12 +333,21 @@ class IndoxMagics(Magics):
     @argument("--local", action="store_true", help="use the built-in local server for this cell")
     @argument("--client", metavar="NAME",
               help="use this notebook client object (ours or indoxrouter.Client) instead")
+    @argument("--new", action="store_true",
+              help="generate afresh even if the gallery holds images for the same request")
+    @argument("--each", nargs="?", const="", default=None, metavar="VAR",
+              help="every non-empty line of the cell is a prompt (or: every item of the list VAR); "
+                   "they run concurrently and show as one grid")
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("prompt", nargs="*", help="the prompt (line magic); for %%%%indox_image it is the cell body")
     @no_var_expand
     @line_cell_magic
-    def indox_image(self, line: str, cell: str | None = None) -> ImageResult | None:
-        """Generate images; {name} and {obj.attr} in the prompt come from the notebook."""
+    def indox_image(self, line: str, cell: str | None = None) -> ImageResult | ImageGrid | None:
+        """Generate images; {name} and {obj.attr} in the prompt come from the notebook.
+
+        A re-run with the same prompt and parameters is served from the gallery (no request, no
+        cost) unless --new is given or ``%config IndoxMagics.cache = False``.
+        """
         args = self._parse(line)
         if args.help:
             print(self.indox_image.parser.format_help().lstrip(": \n"))
@@ -256,8 +356,17 @@ class IndoxMagics(Magics):
         with self._expected_errors(call.secrets):
             call = self._resolve(args, cell)
         with self._expected_errors(call.secrets):
+            if call.grid:
+                return self._run_grid(call)
             request = self._build_request(call)
-            result = self._generate(call, request)
+            scope = self._scope(call)
+            key = self._cache_key(request.prompt, request.model, request.public_params, scope)
+            result = self._cached(call, key)
+            if result is None:
+                self._check_budget(call, [request])
+                result = self._generate(call, request)
+                self._account(result)
+                self._store(call, result, key)
             self._finish(call, result)
         return result
 
@@ -270,12 +379,16 @@ class IndoxMagics(Magics):
         if cell is not None and words:
             raise ValidationError("the prompt goes in the cell body for %%indox_image; "
                                   f"unexpected words on the magic line: {words[:40]!r}")
-        template = cell if cell is not None else (_unquote(words) or "")
-        if not template.strip():
-            raise ValidationError("the prompt is empty: write what you want to see, e.g. "
-                                  "%indox_image a lighthouse at dusk")
         ns = self.shell.user_ns if self.shell is not None else {}
-        prompt = _prompt.interpolate(template.strip(), ns)
+        models = _models(_unquote(args.model), self.model)
+        if args.each is not None:
+            prompts = self._each_prompts(args.each, cell if cell is not None else words, ns)
+        else:
+            template = cell if cell is not None else (_unquote(words) or "")
+            if not template.strip():
+                raise ValidationError("the prompt is empty: write what you want to see, e.g. "
+                                      "%indox_image a lighthouse at dusk")
+            prompts = [_prompt.interpolate(template.strip(), ns)]
 
         options: dict[str, Any] = {
             "size": _unquote(args.size) if args.size is not None else self.size,
@@ -304,16 +417,51 @@ class IndoxMagics(Magics):
         client_name = _variable_name("--client", args.client)
         if client_name is not None and client_name not in ns:
             raise ValidationError(f"--client {client_name}: no such variable in the notebook")
+        if client_name is not None and (args.each is not None or len(models) > 1):
+            raise ValidationError("--each and several models run through indox_jupyter's own client; "
+                                  "drop --client for this cell")
         return ImageCall(
-            prompt=prompt,
-            model=_unquote(args.model) or self.model,
+            prompt=prompts[0],
+            model=models[0],
             options=options,
             byok=self._byok(args.byok, ns),
             client_name=client_name,
             local=args.local,
             out=_variable_name("-o/--out", args.out),
             save=_unquote(args.save),
+            fresh=args.new,
+            prompts=prompts,
+            models=models,
+            each=args.each is not None,
         )
+
+    @staticmethod
+    def _each_prompts(var: str, text: str | None, ns: dict[str, Any]) -> list[str]:
+        """``--each``: the cell's non-empty lines (each filled from {variables}), or a list variable."""
+        if var:
+            name = _variable_name("--each", _unquote(var))
+            if text and text.strip():
+                raise ValidationError(f"--each {name} takes the prompts from {name}; "
+                                      "leave the cell body empty")
+            if name not in ns:
+                raise ValidationError(f"--each {name}: no such variable in the notebook")
+            value = ns[name]
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ValidationError(f"--each {name} must be a list of prompts "
+                                      f"(got {type(value).__name__})")
+            prompts = []
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise ValidationError(f"--each {name}: item {i} is {type(item).__name__}, not text")
+                if item.strip():
+                    prompts.append(item.strip())
+        else:
+            lines = (text or "").splitlines()
+            prompts = [_prompt.interpolate(line.strip(), ns) for line in lines if line.strip()]
+        if not prompts:
+            raise ValidationError("--each found no prompts: write one prompt per line in the cell "
+                                  "(or name a non-empty list variable: --each my_prompts)")
+        return prompts
 
     @staticmethod
     def _byok(name: str | None, ns: dict[str, Any]) -> str | None:
@@ -354,17 +502,198 @@ class IndoxMagics(Magics):
             image.data  # download now: an expired URL is an error here, not a broken display
         return result
 
-    def _finish(self, call: ImageCall, result: ImageResult) -> None:
-        self.session_cost += result.cost or 0.0
-        self.session_images += len(result.images)
+    def _finish(self, call: ImageCall, result: ImageResult | ImageGrid) -> None:
         if call.out is not None:
             self.shell.user_ns[call.out] = result
         if call.save is not None:
+            results = result.results if isinstance(result, ImageGrid) else [result]
             try:
-                paths = result.save(call.save)
+                paths = [path for r in results for path in r.save(call.save)]
             except OSError as exc:
                 raise ValidationError(f"--save {call.save}: {exc.strerror or exc}") from None
             print(f"saved {len(paths)} file(s) to {os.path.abspath(call.save)}")
+
+    # -- the gallery: cache, store, money ---------------------------------------------------
+
+    def gallery(self) -> Any:
+        """The gallery at ``$INDOX_JUPYTER_HOME`` (or the default home), re-read on every use."""
+        from .store import default_gallery
+
+        return default_gallery()
+
+    def _scope(self, call: ImageCall) -> str | None:
+        """Which server a cached image may stand in for: the same request to the built-in local
+        server (sample images) or to another URL must never be served for IndoxRouter's, and the
+        other way round. None for IndoxRouter itself, so the key matches the panel's and batch's."""
+        if call.client_name is not None:
+            from ._client import Client
+
+            obj = self.shell.user_ns[call.client_name]
+            if isinstance(obj, Client):
+                return self._client_scope(obj)
+            return f"client:{type(obj).__module__}.{type(obj).__qualname__}"
+        client, _ = self.client(local=call.local)
+        return self._client_scope(client)
+
+    @staticmethod
+    def _client_scope(client: Any) -> str | None:
+        if getattr(client, "is_local", False):
+            return "local"
+        url = str(getattr(client, "base_url", "") or "").rstrip("/")
+        return None if not url or url == DEFAULT_BASE_URL.rstrip("/") else url
+
+    @staticmethod
+    def _cache_key(prompt: str, model: str, params: dict[str, Any], scope: str | None) -> str:
+        from ._cachekey import cache_key
+
+        if scope is not None:
+            params = {**params, "_indox_server": scope}
+        return cache_key(prompt, model, params)
+
+    def _use_cache(self, call: ImageCall) -> bool:
+        return self.cache and not call.fresh
+
+    def _cached(self, call: ImageCall, key: str) -> ImageResult | None:
+        """The stored result of the same request, rebuilt from disk; None when not cached."""
+        if not self._use_cache(call):
+            return None
+        try:
+            return self.gallery().lookup(key)
+        except StoreError as exc:
+            self._warn(f"indox: the gallery could not be read, generating instead ({exc})")
+            return None
+
+    def _store(self, call: ImageCall, result: ImageResult, key: str, *, prompt: str | None = None,
+               batch_id: str | None = None) -> None:
+        """Keep every image received, before it is displayed. A failure is reported, not raised:
+        the images were paid for and are still shown (and held in memory by the result)."""
+        if getattr(result, "from_gallery", False):
+            return
+        try:
+            self.gallery().add(result, source="magic", cache_key=key,
+                               prompt=prompt if prompt is not None else call.prompt, batch_id=batch_id)
+        except StoreError as exc:
+            self._warn(f"indox: not kept in the gallery ({' '.join(str(exc).split())}); "
+                       "use -o NAME or --save DIR to keep these images")
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    def _account(self, result: ImageResult) -> None:
+        if getattr(result, "from_gallery", False):
+            self.gallery_hits += 1
+            return
+        self.session_cost += result.cost or 0.0
+        self.session_images += len(result.images)
+
+    def session_spend(self) -> float:
+        """USD this kernel spent: the magics' own count, or the gallery's record of this process
+        (which includes the panel) when that is higher."""
+        spent = self.session_cost
+        try:
+            spent = max(spent, self.gallery().session_cost())
+        except StoreError:
+            pass
+        return spent
+
+    def _estimate(self, call: ImageCall, requests: Sequence[ImageRequest]) -> float | None:
+        """Price x n for requests whose model's price the router lists; None when unknown."""
+        if call.client_name is not None:
+            return None
+        client, _ = self.client(local=call.local)
+        prices = self._prices.get(id(client))
+        if prices is None:
+            try:
+                prices = {m.id: m.price for m in client.models() if m.price is not None}
+            except Exception:  # offline, no key: the estimate is optional
+                prices = {}
+            self._prices[id(client)] = prices
+        total = 0.0
+        for request in requests:
+            price = prices.get(request.model)
+            if price is None:
+                return None
+            total += price * int(request.body.get("n") or 1)
+        return total
+
+    def _check_budget(self, call: ImageCall, requests: Sequence[ImageRequest]) -> None:
+        """Refuse before sending once ``budget`` is spent (or would be by these requests)."""
+        budget = self.budget
+        if budget is None or not requests:
+            return
+        spent = self.session_spend()
+        raise_to = _money(max(budget * 2, spent + 1.0, 1.0))
+        how = (f"raise it with %config IndoxMagics.budget = {raise_to.lstrip('$')} "
+               "(or = None for no limit)")
+        if spent >= budget:
+            raise UsageError(f"budget reached: this session spent {_money(spent)} of "
+                             f"IndoxMagics.budget = {_money(budget)}; nothing was sent; {how}")
+        estimate = self._estimate(call, requests)
+        if estimate is not None and spent + estimate > budget + 1e-9:
+            raise UsageError(f"over budget: these {len(requests)} request(s) would cost about "
+                             f"{_money(estimate)} and this session spent {_money(spent)} of "
+                             f"IndoxMagics.budget = {_money(budget)}; nothing was sent; {how}")
+
+    # -- --each and several models: one grid ----------------------------------------------
+
+    def _run_grid(self, call: ImageCall) -> ImageGrid:
+        """Every (prompt, model) pair concurrently through ``batch.images_many``; one grid."""
+        from . import batch
+
+        pairs = [(p, m) for p in call.prompts for m in call.models]
+        requests = []
+        for prompt, model in pairs:  # every value checked before anything is sent
+            requests.append(build_image_request(prompt, model, byok_api_key=call.byok, **call.options))
+        client, fallback = self.client(local=call.local)
+        scope = self._client_scope(client)
+        keys = [self._cache_key(r.prompt, r.model, r.public_params, scope) for r in requests]
+
+        hits: dict[str, ImageResult] = {}
+        if self._use_cache(call):
+            for key in dict.fromkeys(keys):
+                hit = self._cached(call, key)
+                if hit is not None:
+                    hits[key] = hit
+        missing = [r for r, k in zip(requests, keys) if k not in hits]
+        self._check_budget(call, missing)
+        if missing and fallback:
+            print(LOCAL_NOTICE)
+
+        batch_id = uuid.uuid4().hex
+        seconds: list[float | None] = [None] * len(pairs)
+        started = time.monotonic()
+
+        def lookup(prompt: str, model: str, params: dict[str, Any]) -> ImageResult | None:
+            return hits.get(self._cache_key(prompt, model, params, scope))
+
+        def on_result(index: int, outcome: Any) -> None:
+            seconds[index] = time.monotonic() - started
+            paid = outcome if isinstance(outcome, ImageResult) else getattr(outcome, "result", None)
+            if isinstance(paid, ImageResult):  # a failed download was still charged: keep the row
+                self._account(paid)
+                self._store(call, paid, keys[index], prompt=requests[index].prompt, batch_id=batch_id)
+
+        items = [{"prompt": r.prompt, "model": r.model} for r in requests]
+        shared: dict[str, Any] = dict(call.options, model=call.models[0])
+        if call.byok is not None:
+            shared["byok_api_key"] = call.byok
+        try:
+            outcomes = batch.images_many(client, items, concurrency=self.concurrency, progress=True,
+                                         lookup=lookup, on_result=on_result, **shared)
+        except KeyboardInterrupt:
+            done = sum(1 for t in seconds if t is not None)
+            self._warn(f"indox: interrupted; {done} new result(s) of {len(missing)} were kept in the "
+                       "gallery: re-run the cell to generate only the missing ones")
+            raise
+        for outcome in outcomes:
+            if getattr(outcome, "from_gallery", False):
+                self.gallery_hits += 1
+        errors = {i: _one_line(o, call.secrets) for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
+        grid = ImageGrid(call.prompts, call.models, outcomes, seconds=seconds, errors=errors,
+                         options=self.grid_preview_options())
+        self._finish(call, grid)
+        return grid
 
     # -- %indox_models, %indox_login, %indox_usage ----------------------------------------
 
@@ -404,12 +733,55 @@ class IndoxMagics(Magics):
 
     @line_magic
     def indox_usage(self, line: str = "") -> UsageView:
-        """Credits and usage from the service, plus what this session spent through the magics."""
+        """Credits and usage from the service, this session's spend, and the gallery's total."""
         client, fallback = self.client(local="--local" in line.split())
-        with self._expected_errors():
-            usage = client.usage()
         note = "built-in local server" if fallback or client.is_local else None
-        return UsageView(usage, self.session_cost, self.session_images, note)
+        try:
+            usage = client.usage()
+        except IndoxRouterError as exc:  # still show what we know locally
+            if self.show_tracebacks:
+                raise
+            usage, note = {}, f"service usage unavailable ({_one_line(exc)})"
+        gallery = self.gallery()
+        try:
+            store_total, store_images = gallery.total_cost(), len(gallery)
+        except StoreError as exc:
+            store_total = store_images = None
+            note = "; ".join(filter(None, [note, f"gallery unavailable ({' '.join(str(exc).split())})"]))
+        return UsageView(usage, self.session_spend(), self.session_images, note,
+                         store_total=store_total, store_images=store_images, budget=self.budget,
+                         gallery_hits=self.gallery_hits)
+
+    @magic_arguments()
+    @argument("-n", "--n", type=int, default=24, help="how many images (newest first; default 24)")
+    @argument("--search", help="only prompts or revised prompts containing TEXT (any case)")
+    @argument("--model", help="only this model (provider/name or just name)")
+    @line_magic
+    def indox_history(self, line: str = "") -> HistoryView:
+        """Images kept in the gallery, newest first: thumbnail, prompt, revised prompt, model, cost, date."""
+        args = parse_argstring(self.indox_history, line)
+        with self._expected_errors():
+            n = check_int("-n", args.n, 1, 10_000)
+            search, model = _unquote(args.search), _unquote(args.model)
+            gallery = self.gallery()
+            entries = gallery.history(n, search=search or None, model=model or None)
+        filters = [f"matching {search!r}" if search else "", f"model {model}" if model else ""]
+        shown = " ".join(f for f in filters if f)
+        note = f"{len(entries)} newest stored image(s){' ' + shown if shown else ''} · gallery {gallery.home}"
+        return HistoryView(entries, note)
+
+    @line_magic
+    def indox_panel(self, line: str = "") -> Any:
+        """Open the interactive panel (``indox_jupyter.panel()``) with this session's connection."""
+        from .panel import panel
+
+        if line.strip():
+            raise UsageError("%indox_panel takes no arguments; use indox_jupyter.panel(model=..., size=...) "
+                             "to pre-fill it")
+        if self._api_key or self.base_url:  # %indox_login or the base_url trait: share them
+            client, _ = self.client()
+            return panel(client)
+        return panel()
 
 
 def load(shell: Any) -> IndoxMagics:
@@ -426,7 +798,9 @@ def unload(shell: Any) -> None:
     for kind, names in IndoxMagics.magics.items():
         for name in names:
             manager.magics[kind].pop(name, None)
-    shell.display_formatter.mimebundle_formatter.type_printers.pop(ImageResult, None)
+    printers = shell.display_formatter.mimebundle_formatter.type_printers
+    printers.pop(ImageResult, None)
+    printers.pop(ImageGrid, None)
     if magics is not None:
         magics.close()
         if magics in shell.configurables:

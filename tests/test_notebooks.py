@@ -60,7 +60,10 @@ def run(_session_server, tmp_path_factory):
     path = workdir / "magic.ipynb"
     nbformat.write(nb, path)
     env = kernel_env(server.url)
-    env.update(INDOX_ROUTER_API_KEY=TEST_API_KEY, PROVIDER_KEY=TEST_BYOK)
+    # A gallery of its own: module fixtures run before the per-test home is set, and an old
+    # gallery would serve these cells from disk (no request) on a second run of the suite.
+    env.update(INDOX_ROUTER_API_KEY=TEST_API_KEY, PROVIDER_KEY=TEST_BYOK,
+               INDOX_JUPYTER_HOME=str(tmp_path_factory.mktemp("nb-home")))
 
     import nbclient
 
