@@ -365,8 +365,8 @@ class IndoxMagics(Magics):
             if result is None:
                 self._check_budget(call, [request])
                 result = self._generate(call, request)
-                self._account(result)
                 self._store(call, result, key)
+            self._account(result)
             self._finish(call, result)
         return result
 
