@@ -40,5 +40,17 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def without_secrets(params: dict) -> dict:
-    """A copy of request parameters safe to store or display."""
-    return {k: v for k, v in params.items() if k not in SECRET_PARAM_NAMES}
+    """A copy of request parameters safe to store or display, nested values included.
+
+    Extra keyword arguments travel inside ``additional_params``, so ``images(..., api_key=...)``
+    puts a secret one level down: secret-named keys are dropped at every depth.
+    """
+
+    def clean(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if not (isinstance(k, str) and k.lower() in SECRET_PARAM_NAMES)}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(params)  # type: ignore[return-value]
