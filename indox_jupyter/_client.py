@@ -7,6 +7,7 @@ under a lock); request shaping, retries, re-authentication and parsing are share
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import warnings
@@ -28,7 +29,7 @@ from ._core import (
     resolve_settings,
 )
 from ._models import ImageModel, ImageResult
-from ._redact import mask
+from ._redact import guard_http_logs, mask
 from .errors import ValidationError
 
 TimeoutTypes = float | int | httpx.Timeout | None
@@ -39,7 +40,8 @@ def _timeout(value: TimeoutTypes) -> httpx.Timeout:
         return value
     if value is None:
         return httpx.Timeout(None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value <= 0):
         raise ValidationError(f"timeout must be a positive number of seconds or an httpx.Timeout (got {value!r})")
     return httpx.Timeout(float(value), connect=min(10.0, float(value)))
 
@@ -55,6 +57,7 @@ class _ClientBase:
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         max_retries: int = 2,
     ) -> None:
+        guard_http_logs()
         key, url, local = resolve_settings(api_key, base_url)
         self._core = ClientCore(key, url, local=local, max_retries=max_retries)
         self._timeout = _timeout(timeout)

@@ -8,6 +8,7 @@ Pure: no IPython import, the namespace is passed in.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from .errors import ValidationError
 __all__ = ["PromptError", "interpolate", "names_in"]
 
 _BRACE_HINT = "write {{ and }} for literal braces"
+_MAX_WIDTH = 10_000
 
 
 class PromptError(ValidationError):
@@ -56,6 +58,12 @@ class _Formatter(string.Formatter):
 
     def check_unused_args(self, used_args: Any, args: Any, kwargs: Any) -> None:
         return None
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        # {x:>2000000000} would build gigabytes before any length check could run.
+        if any(int(number) > _MAX_WIDTH for number in re.findall(r"\d+", format_spec)):
+            raise PromptError(f"format {format_spec!r:.40} asks for more than {_MAX_WIDTH:,} characters")
+        return super().format_field(value, format_spec)
 
 
 def _split_field(field_name: str) -> tuple[str, list[tuple[bool, Any]]]:

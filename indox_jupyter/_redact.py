@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 
@@ -54,3 +55,32 @@ def without_secrets(params: dict) -> dict:
         return value
 
     return clean(params)  # type: ignore[return-value]
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites log records so credential-shaped text never reaches a handler.
+
+    httpcore's DEBUG trace prints response headers, and the key exchange's ``Set-Cookie`` carries
+    the access token: a user who turns on DEBUG logging in a notebook would print it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+# Logger filters do not apply to child loggers, so each logger that traces HTTP gets one.
+_HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.http11", "httpcore.http2", "httpcore.connection",
+                 "httpcore.proxy")
+_FILTER = RedactingFilter()
+
+
+def guard_http_logs() -> None:
+    """Install the filter once on the HTTP libraries' loggers (idempotent)."""
+    for name in _HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -378,7 +378,8 @@ def test_bad_model_suggests_the_full_id(client):
         client.images("x", model="imagen-3.0-generate-002")
 
 
-@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"max_retries": -1}, {"base_url": "ftp://x"}])
+@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"timeout": float("nan")}, {"timeout": float("inf")},
+                                    {"max_retries": -1}, {"base_url": "ftp://x"}])
 def test_bad_client_settings(kwargs):
     with pytest.raises(ij.ValidationError):
         Client(TEST_API_KEY, **kwargs)

@@ -74,3 +74,11 @@ def test_text_without_braces_is_unchanged(text):
 def test_doubled_braces_round_trip(text):
     escaped = text.replace("{", "{{").replace("}", "}}")
     assert interpolate(escaped, {}) == text
+
+
+def test_huge_format_width_is_refused_before_building_it():
+    from indox_jupyter._prompt import PromptError, interpolate
+
+    with pytest.raises(PromptError, match="more than 10,000 characters"):
+        interpolate("{x:x>2000000000}", {"x": "a"})
+    assert interpolate("{x:>5}", {"x": "a"}) == "    a"
