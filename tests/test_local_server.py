@@ -500,3 +500,12 @@ def test_shared_server_is_a_thread_safe_singleton():
     for t in threads:
         t.join(10)
     assert len(got) == 8 and all(g is got[0] for g in got) and got[0].running
+
+
+def test_revising_a_revised_prompt_does_not_wrap_it_twice():
+    from indox_jupyter.local.catalog import find_model
+
+    model = find_model("openai", "dall-e-3")
+    once = model.revise("A red fox in NASA colours")
+    assert once.startswith("A detailed") and " of a red fox in NASA colours," in once
+    assert model.revise(once) == once

@@ -83,6 +83,14 @@ class ImageModel:
         if self.revision is None:
             return None
         core = " ".join(prompt.split()).rstrip(" .!?,;:")
+        prefix, _, suffix = self.revision.partition("{prompt}")
+        # Revising a revised prompt (the panel's "Use revised prompt") must not wrap it twice.
+        if prefix and core.lower().startswith(prefix.lower()):
+            core = core[len(prefix):]
+        if suffix and core.lower().endswith(suffix.lower()):
+            core = core[: -len(suffix)]
+        if prefix and len(core) > 1 and core[0].isupper() and (core[1].islower() or core[1] == " "):
+            core = core[0].lower() + core[1:]  # "… of a red fox", but "… of NASA"
         return self.revision.format(prompt=core)
 
     def to_dict(self) -> dict[str, Any]:
