@@ -11,7 +11,8 @@ import math
 import threading
 import time
 import warnings
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,6 +32,9 @@ from ._core import (
 from ._models import ImageModel, ImageResult
 from ._redact import guard_http_logs, mask
 from .errors import ValidationError
+
+if TYPE_CHECKING:
+    from .batch import Lookup, OnResult
 
 TimeoutTypes = float | int | httpx.Timeout | None
 
@@ -157,6 +161,22 @@ class Client(_ClientBase):
         )
         return self._run(self._core.images_flow(request))
 
+    def images_many(
+        self,
+        prompts: Sequence[str | Mapping[str, Any]],
+        *,
+        concurrency: int = 8,
+        progress: bool = True,
+        lookup: Lookup | None = None,
+        on_result: OnResult | None = None,
+        **params: Any,
+    ) -> list[ImageResult | Exception]:
+        """Many prompts at once, in order; a failure fills its own slot. See ``batch``."""
+        from .batch import images_many
+
+        return images_many(self, prompts, concurrency=concurrency, progress=progress,
+                           lookup=lookup, on_result=on_result, **params)
+
     def models(self) -> list[ImageModel]:
         """The image-generation models the router offers."""
         return self._run(self._core.models_flow())
@@ -241,6 +261,22 @@ class AsyncClient(_ClientBase):
             guidance_scale=guidance_scale, **extra,
         )
         return await self._run(self._core.images_flow(request))
+
+    async def images_many(
+        self,
+        prompts: Sequence[str | Mapping[str, Any]],
+        *,
+        concurrency: int = 8,
+        progress: bool = True,
+        lookup: Lookup | None = None,
+        on_result: OnResult | None = None,
+        **params: Any,
+    ) -> list[ImageResult | Exception]:
+        """Many prompts at once, in order; a failure fills its own slot. See ``batch``."""
+        from .batch import aimages_many
+
+        return await aimages_many(self, prompts, concurrency=concurrency, progress=progress,
+                                  lookup=lookup, on_result=on_result, **params)
 
     async def models(self) -> list[ImageModel]:
         """The image-generation models the router offers."""

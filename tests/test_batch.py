@@ -231,3 +231,18 @@ async def test_async_version_order_errors_and_cancel_resume(server):
                 **SMALL)
         assert [r.prompt for r in results] == prompts
         assert len(generations(second)) == len(prompts) - kept
+
+
+def test_client_methods_delegate_to_the_batch(server):
+    from indox_jupyter import AsyncClient, Client
+
+    with Client("ir-test-batch-key-0123456789", base_url=server.url) as client:
+        results = client.images_many(["one", "two"], progress=False, model="openai/dall-e-2", size="256x256")
+    assert [r.prompt for r in results] == ["one", "two"]
+
+    async def main():
+        async with AsyncClient("ir-test-batch-key-0123456789", base_url=server.url) as client:
+            return await client.images_many(["three", ""], progress=False)
+
+    results = asyncio.run(main())
+    assert results[0].prompt == "three" and isinstance(results[1], ValueError)
