@@ -336,8 +336,8 @@ class IndoxMagics(Magics):
     @argument("--new", action="store_true",
               help="generate afresh even if the gallery holds images for the same request")
     @argument("--each", nargs="?", const="", default=None, metavar="VAR",
-              help="every non-empty line of the cell is a prompt (or: every item of the list VAR); "
-                   "they run concurrently and show as one grid")
+              help="every non-empty line of the cell is a prompt, or (line magic: %%indox_image "
+                   "--each VAR) every item of the list VAR; they run concurrently and show as one grid")
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("prompt", nargs="*", help="the prompt (line magic); for %%%%indox_image it is the cell body")
     @no_var_expand

@@ -30,7 +30,11 @@ from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
 
 @pytest.fixture(scope="module")
 def shell():
-    return get_ipython()
+    # globalipapp's get_ipython() starts the test shell once and returns None on later calls
+    # (another module may have started it): fall back to the running singleton.
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    return get_ipython() or TerminalInteractiveShell.instance()
 
 
 @pytest.fixture()
