@@ -154,6 +154,27 @@ def _models(text: str | None, default: str) -> list[str]:
     return names
 
 
+def _save_dir(text: str | None) -> str | None:
+    """``--save DIR``: made and checked writable now, so a bad folder costs nothing."""
+    if text is None:
+        return None
+    shown = repr(text[:60])
+    if not text.strip() or "\x00" in text:
+        raise ValidationError(f"--save takes a folder name (got {shown})")
+    path = os.path.expanduser(text)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValidationError(f"--save {shown}: that exists and is not a folder")
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValidationError(f"--save {shown}: cannot write there ({exc.strerror or exc})") from None
+    return text
+
+
 def _money(value: float) -> str:
     return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
 
@@ -371,7 +392,11 @@ class IndoxMagics(Magics):
         return result
 
     def _parse(self, line: str) -> Any:
-        return parse_argstring(self.indox_image, line)
+        try:
+            return parse_argstring(self.indox_image, line)
+        except ValueError as exc:  # shlex: "No closing quotation" and the like
+            raise UsageError(f"could not read the magic line ({exc}): close every quote, "
+                             "or escape a lone one") from None
 
     def _resolve(self, args: Any, cell: str | None) -> ImageCall:
         """Flags, traits and notebook variables -> one ImageCall. Sends nothing."""
@@ -428,7 +453,7 @@ class IndoxMagics(Magics):
             client_name=client_name,
             local=args.local,
             out=_variable_name("-o/--out", args.out),
-            save=_unquote(args.save),
+            save=_save_dir(_unquote(args.save)),
             fresh=args.new,
             prompts=prompts,
             models=models,

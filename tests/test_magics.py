@@ -493,3 +493,17 @@ def test_load_ext_stays_light():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "indox_jupyter.magics" not in out and "PIL" not in out and "ipywidgets" not in out
+
+
+def test_unclosed_quote_is_one_line_and_sends_nothing(ip, server):
+    with pytest.raises(UsageError, match="close every quote") as caught:
+        cell(ip, "-s '1024")
+    assert "\n" not in str(caught.value) and server.requests == []
+
+
+@pytest.mark.parametrize("target", ["'bad\x00name'", "{file}", "/proc/indox-cannot-write-here"])
+def test_save_target_is_checked_before_sending(ip, server, tmp_path, target):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UsageError, match="--save") as caught:
+        cell(ip, f"--save {target.format(file=tmp_path / 'a_file')}")
+    assert "\n" not in str(caught.value) and server.requests == []
