@@ -37,11 +37,6 @@ def sent(server, since: int = 0) -> list[tuple[str, str]]:
             if r["path"] == "/api/v1/images/generations"]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_progress(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-
-
 # --------------------------------------------------------------------------------------------
 # Rows and columns
 
