@@ -161,7 +161,15 @@ def _save_dir(text: str | None) -> str | None:
     shown = repr(text[:60])
     if not text.strip() or "\x00" in text:
         raise ValidationError(f"--save takes a folder name (got {shown})")
-    path = os.path.expanduser(text)
+    # A magic line in a shared notebook should not write anywhere on disk: only below the
+    # notebook's folder. Python's result.save() takes any path.
+    here = os.path.realpath(os.getcwd())
+    path = os.path.realpath(os.path.join(here, text))
+    if os.path.isabs(text) or text.startswith("~") or os.path.commonpath([here, path]) != here:
+        raise ValidationError(
+            f"--save takes a folder inside the notebook's folder, e.g. images (got {shown}); "
+            "to save elsewhere use result.save('/path/to/folder')"
+        )
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValidationError(f"--save {shown}: that exists and is not a folder")
     import tempfile

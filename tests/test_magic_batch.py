@@ -207,8 +207,9 @@ def test_interrupted_batch_resumes_with_only_the_missing(ip, server, monkeypatch
     assert sum(r.from_gallery for r in grid) == 2
 
 
-def test_out_holds_the_grid(ip, server, tmp_path, capsys):
-    outcome = ip.run_cell(f"%%indox_image -m openai/dall-e-2,openai/dall-e-3 -o pics --save {tmp_path}\na kite")
+def test_out_holds_the_grid(ip, server, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    outcome = ip.run_cell("%%indox_image -m openai/dall-e-2,openai/dall-e-3 -o pics --save .\na kite")
     assert outcome.success
     grid = ip.user_ns["pics"]
     assert isinstance(grid, ImageGrid) and outcome.result is grid and ip.user_ns["_"] is grid

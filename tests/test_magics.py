@@ -156,8 +156,9 @@ def test_preview_traits_shape_the_display(ip, server):
     assert 'width="200"' in html and "data:image/jpeg;base64," in html
 
 
-def test_save_writes_full_size_files(ip, server, tmp_path, capsys):
-    cell(ip, f"-m openai/dall-e-2 -n 2 --save {tmp_path / 'out'}")
+def test_save_writes_full_size_files(ip, server, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell(ip, "-m openai/dall-e-2 -n 2 --save out")
     files = sorted((tmp_path / "out").iterdir())
     assert len(files) == 2 and "saved 2 file(s)" in capsys.readouterr().out
     with Image.open(files[0]) as img:
