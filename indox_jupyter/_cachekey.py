@@ -14,7 +14,9 @@ and same parameters after normalisation. Normalisation, applied recursively:
   ``response_format``: URL or base64 is only how the bytes travel, the gallery holds the bytes.
 
 Whether BYOK was used is deliberately *not* part of the key: it decides who pays, not which
-images come back, and a cache hit costs nothing either way.
+images come back, and a cache hit costs nothing either way. Which *server* answered is part of
+it (see :func:`server_scope`): the built-in local server's sample images must never stand in for
+IndoxRouter's, nor the other way round.
 """
 
 from __future__ import annotations
@@ -80,7 +82,24 @@ def scrub(value: Any) -> Any:
     return str(value)  # a Path, a Decimal …: hash what it prints as, never fail
 
 
-def canonical_request(prompt: str | None, model: str | None, params: Mapping[str, Any] | None) -> str:
+def server_scope(client: Any) -> str | None:
+    """The server part of a key: None for IndoxRouter itself, ``"local"`` for the built-in
+    server, else the base URL (another deployment, a proxy). Foreign client objects are scoped
+    by their type, since we cannot know where they send requests."""
+    from ._core import DEFAULT_BASE_URL
+
+    if client is None:
+        return None
+    if not hasattr(client, "is_local"):
+        return f"client:{type(client).__module__}.{type(client).__qualname__}"
+    if client.is_local:
+        return "local"
+    url = str(getattr(client, "base_url", "") or "").rstrip("/")
+    return None if not url or url == DEFAULT_BASE_URL else url
+
+
+def canonical_request(prompt: str | None, model: str | None, params: Mapping[str, Any] | None,
+                      server: str | None = None) -> str:
     """The exact text that :func:`cache_key` hashes (handy when debugging a miss)."""
     cleaned = scrub(dict(params or {}))
     for name in _NOT_IN_KEY:
@@ -91,9 +110,14 @@ def canonical_request(prompt: str | None, model: str | None, params: Mapping[str
         "model": (model or "").strip(),
         "params": cleaned,
     }
+    if server is not None:  # absent for IndoxRouter, so its keys stay as they always were
+        document["server"] = server
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def cache_key(prompt: str | None, model: str | None, params: Mapping[str, Any] | None = None) -> str:
-    """sha256 (hex) of the canonical JSON of prompt, model and normalised, secret-free params."""
-    return hashlib.sha256(canonical_request(prompt, model, params).encode("utf-8")).hexdigest()
+def cache_key(prompt: str | None, model: str | None, params: Mapping[str, Any] | None = None,
+              *, server: str | None = None) -> str:
+    """sha256 (hex) of the canonical JSON of prompt, model, normalised secret-free params and the
+    server scope (:func:`server_scope`)."""
+    text = canonical_request(prompt, model, params, server)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

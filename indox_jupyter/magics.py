@@ -555,33 +555,18 @@ class IndoxMagics(Magics):
         return default_gallery()
 
     def _scope(self, call: ImageCall) -> str | None:
-        """Which server a cached image may stand in for: the same request to the built-in local
-        server (sample images) or to another URL must never be served for IndoxRouter's, and the
-        other way round. None for IndoxRouter itself, so the key matches the panel's and batch's."""
+        """The server the cell's images come from, part of its cache key."""
+        from ._cachekey import server_scope
+
         if call.client_name is not None:
-            from ._client import Client
-
-            obj = self.shell.user_ns[call.client_name]
-            if isinstance(obj, Client):
-                return self._client_scope(obj)
-            return f"client:{type(obj).__module__}.{type(obj).__qualname__}"
-        client, _ = self.client(local=call.local)
-        return self._client_scope(client)
-
-    @staticmethod
-    def _client_scope(client: Any) -> str | None:
-        if getattr(client, "is_local", False):
-            return "local"
-        url = str(getattr(client, "base_url", "") or "").rstrip("/")
-        return None if not url or url == DEFAULT_BASE_URL.rstrip("/") else url
+            return server_scope(self.shell.user_ns[call.client_name])
+        return server_scope(self.client(local=call.local)[0])
 
     @staticmethod
     def _cache_key(prompt: str, model: str, params: dict[str, Any], scope: str | None) -> str:
         from ._cachekey import cache_key
 
-        if scope is not None:
-            params = {**params, "_indox_server": scope}
-        return cache_key(prompt, model, params)
+        return cache_key(prompt, model, params, server=scope)
 
     def _use_cache(self, call: ImageCall) -> bool:
         return self.cache and not call.fresh
@@ -679,7 +664,7 @@ class IndoxMagics(Magics):
         for prompt, model in pairs:  # every value checked before anything is sent
             requests.append(build_image_request(prompt, model, byok_api_key=call.byok, **call.options))
         client, fallback = self.client(local=call.local)
-        scope = self._client_scope(client)
+        scope = self._scope(call)
         keys = [self._cache_key(r.prompt, r.model, r.public_params, scope) for r in requests]
 
         hits: dict[str, ImageResult] = {}

@@ -440,9 +440,10 @@ class Panel:
             request = build_image_request(**kwargs)  # ValidationError before anything is sent
         key = None
         if self._gallery is not None and self.use_cache.value:
-            from .store import cache_key
+            from ._cachekey import cache_key, server_scope
 
-            key = cache_key(request.prompt, request.model, request.public_params)
+            key = cache_key(request.prompt, request.model, request.public_params,
+                            server=server_scope(self.client))
         if self._byok_secret:
             kwargs["byok_api_key"] = self._byok_secret
         return kwargs, key

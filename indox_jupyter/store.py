@@ -706,9 +706,12 @@ class Gallery:
         return result
 
     def find(self, prompt: str | None, model: str | None,
-             params: Mapping[str, Any] | None = None) -> ImageResult | None:
-        """``lookup`` by request instead of by key; fits ``images_many(lookup=...)``."""
-        return self.lookup(_cachekey.cache_key(prompt, model, params))
+             params: Mapping[str, Any] | None = None, *, server: str | None = None) -> ImageResult | None:
+        """``lookup`` by request instead of by key; fits ``images_many(lookup=...)``.
+
+        ``server`` is the client's :func:`~indox_jupyter._cachekey.server_scope` (None: IndoxRouter).
+        """
+        return self.lookup(_cachekey.cache_key(prompt, model, params, server=server))
 
     def recorder(self, *, source: Source = "batch",
                  batch_id: str | None = None) -> Callable[[int, Any], None]:

@@ -533,3 +533,21 @@ def test_add_and_lookup_do_not_touch_the_network(tmp_path: Path) -> None:
     assert stored == [] and stored.failed and stored.failed[0].index == 0
     # the cost is still on record even though no image could be kept
     assert rows(tmp_path, "SELECT images_expected, images_stored FROM generations") == [(1, 0)]
+
+
+def test_server_scope_separates_keys():
+    from indox_jupyter import Client
+    from indox_jupyter._cachekey import cache_key, server_scope
+
+    class Foreign:
+        def images(self, prompt, **kw):  # the seed's API, pointing who knows where
+            return {}
+
+    with Client(base_url="local") as local, Client("ir-k-0123456789abcdef") as real, \
+            Client("ir-k-0123456789abcdef", base_url="http://127.0.0.1:1/") as other:
+        scopes = [server_scope(local), server_scope(real), server_scope(other), server_scope(Foreign())]
+    assert scopes[:3] == ["local", None, "http://127.0.0.1:1"] and scopes[3].startswith("client:")
+    keys = {cache_key("a cat", "openai/dall-e-3", {"size": "1024x1024"}, server=s) for s in scopes}
+    assert len(keys) == 4
+    # IndoxRouter's keys are unchanged by the scope parameter
+    assert cache_key("a cat", "openai/dall-e-3", {}) == cache_key("a cat", "openai/dall-e-3", {}, server=None)
