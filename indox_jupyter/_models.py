@@ -41,6 +41,15 @@ class GeneratedImage:
         image._verified = verify_image(data, source=f"image {index}")
         return image
 
+    @classmethod
+    def from_stored(cls, data: bytes, *, mime_type: str, width: int, height: int, index: int = 0,
+                    revised_prompt: str | None = None) -> GeneratedImage:
+        """An image from the gallery: verified when it arrived and sha256-checked on reading,
+        so it is not decoded again (a cache hit must cost next to nothing)."""
+        image = cls({"revised_prompt": revised_prompt, "index": index}, index)
+        image._verified = VerifiedImage(data, mime_type, width, height)
+        return image
+
     def _load(self) -> VerifiedImage:
         with self._lock:
             if self._verified is None:

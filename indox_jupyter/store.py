@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import _cachekey
 from ._cachekey import cache_key, scrub
+from ._download import sniff_mime
 from ._models import GeneratedImage, ImageResult
 from .errors import StoreError
 
@@ -660,11 +661,10 @@ class Gallery:
                     if hashlib.sha256(data).hexdigest() != entry.sha256:
                         problem = "is corrupt (its sha256 does not match)"
                     else:
-                        try:
-                            images.append(GeneratedImage.from_bytes(
-                                data, index=entry.image_index, revised_prompt=entry.revised_prompt))
-                        except Exception as exc:
-                            problem = f"does not decode ({exc})"
+                        images.append(GeneratedImage.from_stored(
+                            data, mime_type=entry.mime or sniff_mime(data) or "image/png",
+                            width=entry.width, height=entry.height,
+                            index=entry.image_index, revised_prompt=entry.revised_prompt))
                 if problem:
                     warnings.warn(
                         f"gallery file {entry.path} {problem}; not using the stored images "
