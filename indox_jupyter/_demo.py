@@ -59,7 +59,10 @@ def run_demo(out: str | os.PathLike[str] = "indox-demo.html") -> Path:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="indox-demo-") as tmp:
-        nb = execute_notebook(find_notebook(), kernel_env(), Path(tmp))
+        env = kernel_env()
+        # Sample images from the local server do not belong in the user's real gallery.
+        env["INDOX_JUPYTER_HOME"] = str(Path(tmp) / "gallery")
+        nb = execute_notebook(find_notebook(), env, Path(tmp))
     body, _ = HTMLExporter().from_notebook_node(nb)
     target = Path(out).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)

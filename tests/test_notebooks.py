@@ -174,8 +174,11 @@ def test_demo_command_runs_the_quickstart_offline(tmp_path, monkeypatch):
     from indox_jupyter.cli import main
 
     monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)  # the demo must not use or leak it
+    home = tmp_path / "users-gallery"
+    monkeypatch.setenv("INDOX_JUPYTER_HOME", str(home))
     out = tmp_path / "demo.html"
     assert main(["demo", "--out", str(out)]) == 0
+    assert not home.exists()  # sample images stay out of the user's gallery
     html = out.read_text()
     assert html.count("data:image/webp;base64,") >= 6
     assert "Traceback" not in html and "UsageError" not in html
