@@ -419,7 +419,7 @@ def status_error(response: httpx.Response, secrets: tuple[str | None, ...] = (),
     status = response.status_code
     detail = _one_line(redact(describe_body(response), secrets))
     lowered = detail.lower()
-    cls, summary = _STATUS_TEXT.get(status, (errors.APIError, f"Unexpected answer"))
+    cls, summary = _STATUS_TEXT.get(status, (errors.APIError, "Unexpected answer"))
     if status >= 500 and status not in _STATUS_TEXT:
         cls, summary = errors.ProviderError, "The service failed"
     if status == 400 and ("validation" in lowered or "invalid format" in lowered):

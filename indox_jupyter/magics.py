@@ -45,7 +45,6 @@ from . import _prompt
 from ._core import (
     API_KEY_ENV,
     BASE_URL_ENV,
-    DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     MAX_N,
@@ -56,7 +55,6 @@ from ._core import (
     check_size,
 )
 from ._models import ImageResult
-from ._redact import redact
 from .errors import IndoxRouterError, NetworkError, StoreError, ValidationError
 from .render import (
     GRID_PREVIEW,
@@ -65,6 +63,8 @@ from .render import (
     ModelsTable,
     PreviewOptions,
     UsageView,
+    error_line,
+    money,
     render_grid,
     render_result,
 )
@@ -181,15 +181,6 @@ def _save_dir(text: str | None) -> str | None:
     except OSError as exc:
         raise ValidationError(f"--save {shown}: cannot write there ({exc.strerror or exc})") from None
     return text
-
-
-def _money(value: float) -> str:
-    return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
-
-
-def _one_line(exc: BaseException, secrets: Sequence[str | None] = ()) -> str:
-    text = " ".join(redact(str(exc), secrets).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text}"
 
 
 @magics_class
@@ -337,8 +328,7 @@ class IndoxMagics(Magics):
         except IndoxRouterError as exc:
             if self.show_tracebacks:
                 raise
-            message = " ".join(redact(str(exc), secrets).split())
-            raise UsageError(f"{type(exc).__name__}: {message}") from None
+            raise UsageError(error_line(exc, secrets, limit=1000)) from None
 
     # -- %%indox_image --------------------------------------------------------------------
 
@@ -641,17 +631,17 @@ class IndoxMagics(Magics):
         if budget is None or not requests:
             return
         spent = self.session_spend()
-        raise_to = _money(max(budget * 2, spent + 1.0, 1.0))
+        raise_to = money(max(budget * 2, spent + 1.0, 1.0))
         how = (f"raise it with %config IndoxMagics.budget = {raise_to.lstrip('$')} "
                "(or = None for no limit)")
         if spent >= budget:
-            raise UsageError(f"budget reached: this session spent {_money(spent)} of "
-                             f"IndoxMagics.budget = {_money(budget)}; nothing was sent; {how}")
+            raise UsageError(f"budget reached: this session spent {money(spent)} of "
+                             f"IndoxMagics.budget = {money(budget)}; nothing was sent; {how}")
         estimate = self._estimate(call, requests)
         if estimate is not None and spent + estimate > budget + 1e-9:
             raise UsageError(f"over budget: these {len(requests)} request(s) would cost about "
-                             f"{_money(estimate)} and this session spent {_money(spent)} of "
-                             f"IndoxMagics.budget = {_money(budget)}; nothing was sent; {how}")
+                             f"{money(estimate)} and this session spent {money(spent)} of "
+                             f"IndoxMagics.budget = {money(budget)}; nothing was sent; {how}")
 
     # -- --each and several models: one grid ----------------------------------------------
 
@@ -707,7 +697,7 @@ class IndoxMagics(Magics):
         for outcome in outcomes:
             if getattr(outcome, "from_gallery", False):
                 self.gallery_hits += 1
-        errors = {i: _one_line(o, call.secrets) for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
+        errors = {i: error_line(o, call.secrets) for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
         grid = ImageGrid(call.prompts, call.models, outcomes, seconds=seconds, errors=errors,
                          options=self.grid_preview_options())
         self._finish(call, grid)
@@ -759,7 +749,7 @@ class IndoxMagics(Magics):
         except IndoxRouterError as exc:  # still show what we know locally
             if self.show_tracebacks:
                 raise
-            usage, note = {}, f"service usage unavailable ({_one_line(exc)})"
+            usage, note = {}, f"service usage unavailable ({error_line(exc)})"
         gallery = self.gallery()
         try:
             store_total, store_images = gallery.total_cost(), len(gallery)

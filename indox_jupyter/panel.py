@@ -38,6 +38,7 @@ from . import errors
 from ._core import DEFAULT_MODEL, build_image_request
 from ._models import GeneratedImage, ImageModel, ImageResult
 from ._redact import redact
+from .render import error_line, money
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -81,19 +82,6 @@ _DEFAULT_NAMES = frozenset({
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers (no widgets)
-
-
-def one_line(exc: BaseException, secrets: Sequence[str | None] = ()) -> str:
-    """``Type: message`` on one line, credentials removed: what the status area shows."""
-    text = " ".join(str(exc).split()) or "no details"
-    text = redact(f"{type(exc).__name__}: {text}", secrets)
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _money(value: float | None) -> str:
-    if value is None:
-        return "cost unknown"
-    return f"${value:.3f}" if value == 0 or abs(value) >= 0.001 else f"${value:.5f}"
 
 
 def _preview_bytes(data: bytes, side: int) -> bytes:
@@ -189,7 +177,7 @@ class Panel:
         try:
             listed = [m for m in self.client.models() if isinstance(m, ImageModel)]
         except Exception as exc:  # offline or no key yet: the panel must still open
-            listed, note = [], f"Model list unavailable ({one_line(exc, self._secrets())}); showing the built-in list."
+            listed, note = [], f"Model list unavailable ({error_line(exc, self._secrets())}); showing the built-in list."
         else:
             note = None if listed else "The router listed no image models; showing the built-in list."
         return {m.id: m for m in (listed or FALLBACK_MODELS)}, note
@@ -341,14 +329,14 @@ class Panel:
             try:
                 fn(*args)
             except errors.IndoxRouterError as exc:
-                self._set_status(one_line(exc, self._secrets()), "error")
+                self._set_status(error_line(exc, self._secrets()), "error")
             except Exception as exc:
                 self._unexpected(exc)
 
         return wrapped
 
     def _unexpected(self, exc: BaseException) -> None:
-        self._set_status(f"Unexpected error: {one_line(exc, self._secrets())} (see Details)", "error")
+        self._set_status(f"Unexpected error: {error_line(exc, self._secrets())} (see Details)", "error")
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self._details.outputs = ()
         self._details.append_stdout(redact(text, self._secrets()))
@@ -465,7 +453,7 @@ class Panel:
             try:
                 kwargs, key = self._request()
             except errors.IndoxRouterError as exc:
-                self._set_status(one_line(exc, self._secrets()), "error")
+                self._set_status(error_line(exc, self._secrets()), "error")
                 raise
             job = self._begin(kwargs, key)
         self._work(job)
@@ -519,7 +507,7 @@ class Panel:
         try:
             self._gallery.add(result, source="panel", cache_key=key)
         except Exception as exc:
-            self._set_status(f"Not kept in the gallery: {one_line(exc, self._secrets())}", "error")
+            self._set_status(f"Not kept in the gallery: {error_line(exc, self._secrets())}", "error")
 
     def _tick(self, job: _Job) -> None:
         """Progress while waiting: elapsed seconds, and a bar that creeps but never completes."""
@@ -544,7 +532,7 @@ class Panel:
                 return
             if job.error is not None:
                 if isinstance(job.error, errors.IndoxRouterError):
-                    self._set_status(one_line(job.error, self._secrets()), "error")
+                    self._set_status(error_line(job.error, self._secrets()), "error")
                 elif isinstance(job.error, Exception):
                     self._unexpected(job.error)
                 return
@@ -559,7 +547,7 @@ class Panel:
                                  "Untick 'Reuse…' under Advanced for a new one.", "ok")
             else:
                 self._set_status(f"Done: {result.model} · {count} image{'s' if count != 1 else ''} · "
-                                 f"{_money(result.cost)}", "ok")
+                                 f"{money(result.cost)}", "ok")
         except Exception as exc:
             self._unexpected(exc)
 
@@ -606,12 +594,12 @@ class Panel:
             picture.layout = w.Layout(width="192px", height="auto", flex="0 0 192px")
             dims = f"{image.width}x{image.height}"
         except Exception as exc:
-            picture = w.Label(f"image {image.index} could not be shown ({one_line(exc)})",
+            picture = w.Label(f"image {image.index} could not be shown ({error_line(exc)})",
                               layout=w.Layout(width="192px"))
             dims = str(result.params.get("size") or result.params.get("aspect_ratio") or "size unknown")
         count = max(len(result.images), 1)
         cost = None if result.cost is None else result.cost / count
-        facts = [result.model or "unknown model", dims, _money(cost)]
+        facts = [result.model or "unknown model", dims, money(cost)]
         if count > 1:
             facts.insert(1, f"#{image.index + 1} of {count}")
         meta = w.Label(" · ".join(facts))
@@ -684,11 +672,11 @@ class Panel:
                 thumb = self._thumbs[entry.sha256] = _preview_bytes(entry.data, THUMB_SIDE)
             picture: widgets.Widget = w.Image(value=thumb, format="webp", width="160px")
         except Exception as exc:
-            picture = w.Label(f"not readable ({one_line(exc)})")
+            picture = w.Label(f"not readable ({error_line(exc)})")
         prompt = entry.prompt or ""
         caption = w.Label(prompt if len(prompt) <= 60 else prompt[:59] + "…", tooltip=prompt or None)
         when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M")
-        meta = w.Label(f"{entry.model or '?'} · {when} · {_money(entry.cost)}",
+        meta = w.Label(f"{entry.model or '?'} · {when} · {money(entry.cost)}",
                        style={"font_size": "11px"})
         use = w.Button(description="Use prompt", layout=w.Layout(width="auto"))
         use.on_click(self._guard(lambda _b, t=prompt: self._use_from_history(t)))

@@ -150,10 +150,19 @@ def word_diff_html(original: str | None, revised: str) -> str:
 # The result grid
 
 
-def _money(value: float | None) -> str:
+def money(value: float | None) -> str:
+    """Dollars as every surface shows them (magic, panel, history, budget messages)."""
     if value is None:
         return "cost unknown"
     return f"${value:.3f}" if value == 0 or abs(value) >= 0.001 else f"${value:.5f}"
+
+
+def error_line(exc: BaseException, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
+    """``Type: message`` on one line with credentials removed: how every surface shows an error."""
+    from ._redact import redact
+
+    text = " ".join(redact(str(exc), secrets).split()) or "no details"
+    return _one_line(f"{type(exc).__name__}: {text}", limit)
 
 
 def _sizes(result: ImageResult) -> str:
@@ -226,13 +235,13 @@ def render_result(
         header = f'<div class="indox-from-gallery" style="{_BADGE}">{html.escape(mark)}</div>{header}'
     tiles = "".join(_tile(result, img, options) for img in result.images)
     cost = result.cost
-    each = f" ({_money(cost / count)} each)" if cost and count > 1 else ""
+    each = f" ({money(cost / count)} each)" if cost and count > 1 else ""
     facts = [f"<b>{model}</b>", f"{count} image{'s' if count != 1 else ''}", html.escape(_sizes(result))]
     facts += [html.escape(s) for s in _settings(result)]
     if mark:
         facts.append("no cost now")
     else:
-        facts.append(f"total {html.escape(_money(cost))}{html.escape(each)}")
+        facts.append(f"total {html.escape(money(cost))}{html.escape(each)}")
     has_revision = any(img.revised_prompt for img in result.images)
     legend = (" · <mark>marked</mark> words were added or changed by the provider"
               if has_revision and result.prompt else "")
@@ -257,7 +266,7 @@ def gallery_note(result: ImageResult) -> str | None:
     paid = getattr(result, "original_cost", None)
     created = result.created
     when = f" on {created:%Y-%m-%d %H:%M} UTC" if created else ""
-    first = f" (first paid {_money(paid)}{when})" if paid is not None else (
+    first = f" (first paid {money(paid)}{when})" if paid is not None else (
         f" (first made{when})" if when else "")
     return f"{FROM_GALLERY}{first}"
 
@@ -266,7 +275,7 @@ def plain_summary(result: ImageResult) -> str:
     """What a terminal, a log or a text-only front end shows."""
     count = len(result.images)
     lines = [f"{result.model or 'unknown model'} · {count} image{'s' if count != 1 else ''} · "
-             f"{_sizes(result)} · {_money(result.cost)}"]
+             f"{_sizes(result)} · {money(result.cost)}"]
     mark = gallery_note(result)
     if mark:
         lines.insert(0, mark)
@@ -354,15 +363,15 @@ class UsageView:
     def rows(self) -> list[tuple[str, str]]:
         rows = [(str(k).replace("_", " "), _short_value(v)) for k, v in self.usage.items()
                 if not isinstance(v, (Mapping, list))]
-        rows.append(("this session", f"{_money(self.session_cost)} for {self.session_images} image(s)"))
+        rows.append(("this session", f"{money(self.session_cost)} for {self.session_images} image(s)"))
         if self.gallery_hits:
             rows.append(("served from gallery", f"{self.gallery_hits} cell result(s), no request, no cost"))
         if self.budget is not None:
             left = max(self.budget - self.session_cost, 0.0)
-            rows.append(("session budget", f"{_money(self.budget)} ({_money(left)} left)"))
+            rows.append(("session budget", f"{money(self.budget)} ({money(left)} left)"))
         if self.store_total is not None:
             count = f" for {self.store_images} image(s)" if self.store_images is not None else ""
-            rows.append(("gallery total (all sessions)", f"{_money(self.store_total)}{count}"))
+            rows.append(("gallery total (all sessions)", f"{money(self.store_total)}{count}"))
         return rows
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
@@ -483,7 +492,7 @@ def _grid_cell(grid: ImageGrid, index: int, options: PreviewOptions) -> str:
     if mark:
         facts.append(html.escape(FROM_GALLERY))
     else:
-        facts.append(html.escape(_money(outcome.cost)))
+        facts.append(html.escape(money(outcome.cost)))
         seconds = grid.seconds[index]
         if seconds is not None:
             facts.append(f"{seconds:.1f} s")
@@ -507,7 +516,7 @@ def render_grid(grid: ImageGrid, options: PreviewOptions | None = None) -> tuple
                     f'word-break:break-word">{html.escape(prompt)}</div>{cells}')
     hits = sum(1 for o in grid if getattr(o, "from_gallery", False))
     facts = [f"{len(grid.prompts)} prompt{'s' if len(grid.prompts) != 1 else ''} x {columns} "
-             f"model{'s' if columns != 1 else ''}", f"paid now {_money(grid.cost)}"]
+             f"model{'s' if columns != 1 else ''}", f"paid now {money(grid.cost)}"]
     if hits:
         facts.append(f"{hits} from gallery (no request, no cost)")
     if grid.failed:
@@ -530,12 +539,12 @@ def plain_grid(grid: ImageGrid) -> str:
     from ._models import ImageResult
 
     lines = [f"ImageGrid: {len(grid.prompts)} prompt(s) x {len(grid.models)} model(s) · "
-             f"paid now {_money(grid.cost)}"]
+             f"paid now {money(grid.cost)}"]
     for index, outcome in enumerate(grid):
         prompt = grid.prompts[index // len(grid.models)]
         model = grid.models[index % len(grid.models)]
         if isinstance(outcome, ImageResult):
-            how = FROM_GALLERY if getattr(outcome, "from_gallery", False) else _money(outcome.cost)
+            how = FROM_GALLERY if getattr(outcome, "from_gallery", False) else money(outcome.cost)
             seconds = grid.seconds[index]
             took = f" · {seconds:.1f} s" if seconds is not None and not outcome.from_gallery else ""
             detail = f"{len(outcome.images)} image(s) · {how}{took}"
@@ -612,7 +621,7 @@ def render_history(entries: Sequence[Any], note: str | None = None,
             '<div style="min-width:0;font-size:13px;line-height:1.4">'
             f'<div>{html.escape(entry.prompt or "(no prompt)")}</div>{revised}'
             f'<div style="{_MUTED}"><b>{html.escape(entry.model or "unknown model")}</b> · '
-            f"{html.escape(_money(entry.cost))} · {html.escape(_when(entry))}{html.escape(size)}</div>"
+            f"{html.escape(money(entry.cost))} · {html.escape(_when(entry))}{html.escape(size)}</div>"
             "</div></div>"
         )
     foot = f'<div style="{_MUTED};margin-top:6px">{html.escape(note)}</div>' if note else ""
@@ -624,7 +633,7 @@ def render_history(entries: Sequence[Any], note: str | None = None,
 def plain_history(entries: Sequence[Any], note: str | None = None) -> str:
     lines = []
     for entry in entries:
-        lines.append(f"{_when(entry)} · {entry.model or 'unknown model'} · {_money(entry.cost)} · "
+        lines.append(f"{_when(entry)} · {entry.model or 'unknown model'} · {money(entry.cost)} · "
                      f"{_one_line(entry.prompt or '(no prompt)', 120)}")
         if entry.revised_prompt:
             lines.append(f"    revised: {_one_line(entry.revised_prompt, 160)}")
