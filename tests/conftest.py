@@ -51,6 +51,30 @@ def client(server, sleeps):
         yield c
 
 
+@pytest.fixture(scope="session")
+def shell():
+    """The in-process IPython shell (one per test session)."""
+    from IPython.testing.globalipapp import get_ipython
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    # get_ipython() starts the test shell once and returns None on later calls.
+    return get_ipython() or TerminalInteractiveShell.instance()
+
+
+@pytest.fixture()
+def ip(shell, server, monkeypatch):
+    """The shell with ``indox_jupyter`` loaded and pointed at the test server (with a key)."""
+    monkeypatch.setenv("INDOX_ROUTER_BASE_URL", server.url)
+    monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)
+    shell.extension_manager.load_extension("indox_jupyter")
+    before = set(shell.user_ns)
+    yield shell
+    shell.extension_manager.unload_extension("indox_jupyter")
+    shell.config.pop("IndoxMagics", None)  # %config writes here too; keep tests independent
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
 def generation_requests(server) -> list[dict]:
     return [r for r in server.requests if r["path"] == "/api/v1/images/generations"]
 

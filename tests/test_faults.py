@@ -31,7 +31,7 @@ from indox_jupyter import Client, ImageResult
 from indox_jupyter import _download
 from indox_jupyter.local import Fault, LocalServer
 
-from .conftest import TEST_API_KEY, generation_requests
+from .conftest import TEST_API_KEY
 
 FILES = "/files/*"
 MB = 1024 * 1024

@@ -251,25 +251,11 @@ def test_request_builder_is_sendable_or_refused(prompt, size, extra):
 # -- through the magic -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing.globalipapp import get_ipython
-
-    return get_ipython()
-
-
 @pytest.fixture()
-def ip(shell, server, monkeypatch):
-    monkeypatch.setenv("INDOX_ROUTER_BASE_URL", server.url)
-    monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)
-    shell.extension_manager.load_extension("indox_jupyter")
-    before = set(shell.user_ns)
-    shell.user_ns.update({"subject": "a cat", "n_items": 3, "secret_holder": object()})
-    yield shell
-    shell.extension_manager.unload_extension("indox_jupyter")
-    shell.config.pop("IndoxMagics", None)
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
+def ip(ip):
+    """The conftest shell, with a few variables for the prompt templates."""
+    ip.user_ns.update({"subject": "a cat", "n_items": 3, "secret_holder": object()})
+    return ip
 
 
 MAGIC_CASES = [

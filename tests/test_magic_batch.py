@@ -19,7 +19,7 @@ from indox_jupyter.render import FROM_GALLERY, ImageGrid, word_diff_html
 from indox_jupyter.store import default_gallery
 
 from .conftest import TEST_API_KEY, generation_requests
-from .test_magics import cell, ip, magics, shell  # noqa: F401  (fixtures)
+from .magic_helpers import cell, magics
 
 THREE = "openai/dall-e-2,openai/dall-e-3,stability/stable-diffusion-xl"
 

@@ -17,7 +17,7 @@ from indox_jupyter.render import FROM_GALLERY, HistoryView
 from indox_jupyter.store import Gallery, default_gallery
 
 from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
-from .test_magics import cell, html_of, ip, magics, shell  # noqa: F401  (fixtures)
+from .magic_helpers import cell, html_of, magics
 
 
 def text_of(ip, result) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import parse_argstring
-from IPython.testing.globalipapp import get_ipython
 from PIL import Image
 
 from indox_jupyter import Client, ImageResult, ValidationError
@@ -23,49 +22,11 @@ from indox_jupyter.local import Fault
 from indox_jupyter.magics import LOCAL_NOTICE, IndoxMagics
 
 from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
-
-# --------------------------------------------------------------------------------------------
-# Fixtures for this file: one shell for the module, the extension fresh for each test.
-
-
-@pytest.fixture(scope="module")
-def shell():
-    # globalipapp's get_ipython() starts the test shell once and returns None on later calls
-    # (another module may have started it): fall back to the running singleton.
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
-
-    return get_ipython() or TerminalInteractiveShell.instance()
-
-
-@pytest.fixture()
-def ip(shell, server, monkeypatch):
-    """The shell with ``indox_jupyter`` loaded and pointed at the test server (with a key)."""
-    monkeypatch.setenv("INDOX_ROUTER_BASE_URL", server.url)
-    monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)
-    shell.extension_manager.load_extension("indox_jupyter")
-    before = set(shell.user_ns)
-    yield shell
-    shell.extension_manager.unload_extension("indox_jupyter")
-    shell.config.pop("IndoxMagics", None)  # %config writes here too; keep tests independent
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
-
-
-def magics(shell) -> IndoxMagics:
-    return shell.magics_manager.registry["IndoxMagics"]
-
-
-def cell(ip, line: str, body: str = "a lighthouse at dusk") -> ImageResult:
-    return ip.run_cell_magic("indox_image", line, body)
+from .magic_helpers import cell, html_of, magics
 
 
 def last_body(server) -> dict:
     return generation_requests(server)[-1]["json"]
-
-
-def html_of(ip, result) -> str:
-    data, _ = ip.display_formatter.format(result)
-    return data["text/html"]
 
 
 # --------------------------------------------------------------------------------------------

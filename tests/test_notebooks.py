@@ -7,15 +7,13 @@ requests and the saved .ipynb. A second kernel runs the shipped quickstart via `
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from indox_jupyter._demo import execute_notebook, find_notebook, kernel_env
+from indox_jupyter._demo import find_notebook, kernel_env
 
 from .conftest import TEST_API_KEY, TEST_BYOK
 
