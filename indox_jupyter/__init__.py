@@ -73,12 +73,10 @@ def unload_ipython_extension(ipython: object) -> None:
 
 def __getattr__(name: str) -> object:
     # The panel imports ipywidgets: load it on first use so importing the package stays light.
-    # The module is callable, so indox_jupyter.panel(...) and indox_jupyter.panel.panel(...) agree
-    # whichever of them ran first.
     if name == "panel":
-        import importlib
+        from ._panel import panel
 
-        return importlib.import_module(f"{__name__}.panel")
+        return panel
     if name in ("Gallery", "history"):  # the gallery opens SQLite: only when asked for
         from . import store
 

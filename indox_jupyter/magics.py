@@ -781,7 +781,7 @@ class IndoxMagics(Magics):
     @line_magic
     def indox_panel(self, line: str = "") -> Any:
         """Open the interactive panel (``indox_jupyter.panel()``) with this session's connection."""
-        from .panel import panel
+        from ._panel import panel
 
         if line.strip():
             raise UsageError("%indox_panel takes no arguments; use indox_jupyter.panel(model=..., size=...) "

@@ -395,7 +395,7 @@ PANEL_CASES = [
 
 @pytest.fixture()
 def panel_for(client):
-    from indox_jupyter.panel import Panel
+    from indox_jupyter._panel import Panel
 
     made = []
 

@@ -250,7 +250,7 @@ def test_history_of_an_empty_gallery(ip):
 
 
 def test_panel_magic_returns_the_panel(ip, server):
-    from indox_jupyter.panel import Panel
+    from indox_jupyter._panel import Panel
 
     result = ip.run_line_magic("indox_panel", "")
     assert isinstance(result, Panel)

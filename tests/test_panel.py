@@ -12,7 +12,7 @@ import pytest
 import indox_jupyter
 from indox_jupyter import Client, ImageResult
 from indox_jupyter.local import Fault
-from indox_jupyter.panel import FALLBACK_MODELS, Panel, panel
+from indox_jupyter._panel import FALLBACK_MODELS, Panel, panel
 from indox_jupyter.store import Gallery
 
 from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
@@ -57,12 +57,11 @@ def test_importing_the_package_does_not_import_ipywidgets():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("first", ["import indox_jupyter.panel", "from indox_jupyter.panel import panel",
-                                   "indox_jupyter.panel"])
-def test_panel_is_callable_whatever_was_imported_first(first):
+@pytest.mark.parametrize("first", ["import indox_jupyter._panel", "import indox_jupyter.magics", "pass"])
+def test_panel_is_the_function_whatever_was_imported_first(first):
     code = (f"import indox_jupyter\n{first}\n"
-            "import indox_jupyter.panel as m\n"
-            "assert callable(indox_jupyter.panel) and callable(m.panel) and m.Panel\n"
+            "from indox_jupyter._panel import panel\n"
+            "assert indox_jupyter.panel is panel\n"
             "print(type(indox_jupyter.panel(gallery=False)).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})

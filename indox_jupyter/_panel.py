@@ -21,11 +21,9 @@ no second code path to the router. Design points, each with its reason:
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 import traceback
-import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -698,17 +696,3 @@ def panel(client: Client | None = None, **defaults: Any) -> Panel:
     ``save_dir``, ``use_cache``, ``byok``) and ``gallery=False`` turns storing off.
     """
     return Panel(client, **defaults)
-
-
-class _CallableModule(types.ModuleType):
-    """``indox_jupyter.panel(...)`` must work even after ``import indox_jupyter.panel``.
-
-    Importing this submodule makes the package attribute ``panel`` the module, shadowing the
-    function that ``indox_jupyter.__getattr__`` hands out; calling the module calls the function.
-    """
-
-    def __call__(self, client: Client | None = None, **defaults: Any) -> Panel:
-        return panel(client, **defaults)
-
-
-sys.modules[__name__].__class__ = _CallableModule
