@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from ._core import (
     check_size,
 )
 from ._models import ImageResult
+from ._redact import redact
 from .errors import IndoxRouterError, NetworkError, StoreError, ValidationError
 from .render import (
     GRID_PREVIEW,
@@ -70,6 +72,8 @@ from .render import (
 )
 
 __all__ = ["IndoxMagics", "ImageCall"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 LOCAL_NOTICE = (
     "indox: no API key or base URL set, so the built-in local server answered (sample images, "
@@ -323,12 +327,24 @@ class IndoxMagics(Magics):
 
     @contextmanager
     def _expected_errors(self, secrets: tuple[str | None, ...] = ()) -> Iterator[None]:
-        try:
-            yield
-        except IndoxRouterError as exc:
-            if self.show_tracebacks:
-                raise
-            raise UsageError(error_line(exc, secrets, limit=1000)) from None
+        """Expected failures become one UsageError line, and our own warnings (a parameter the
+        model does not take, fewer images than asked) one ``indox:`` line each instead of
+        Python's file-and-source form."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            except IndoxRouterError as exc:
+                if self.show_tracebacks:
+                    raise
+                raise UsageError(error_line(exc, secrets, limit=1000)) from None
+            finally:
+                for warning in caught:
+                    if os.path.abspath(warning.filename).startswith(_PACKAGE_DIR):
+                        print(f"indox: {redact(str(warning.message), secrets)}", file=sys.stderr)
+                    else:  # someone else's warning: hand it on untouched
+                        warnings.warn_explicit(warning.message, warning.category,
+                                               warning.filename, warning.lineno)
 
     # -- %%indox_image --------------------------------------------------------------------
 

@@ -143,13 +143,14 @@ def test_local_sample_images_never_stand_in_for_the_service(ip, server):
     assert not real.from_gallery and len(generation_requests(server)) == 1
 
 
-def test_missing_file_is_a_miss_with_a_warning_not_a_crash(ip, server):
+def test_missing_file_is_a_miss_with_a_warning_not_a_crash(ip, server, capfd):
     cell(ip, "-m openai/dall-e-2 -s 256x256")
     for entry in default_gallery().history():
         entry.path.unlink()
-    with pytest.warns(UserWarning, match="missing"):
-        again = cell(ip, "-m openai/dall-e-2 -s 256x256")
+    again = cell(ip, "-m openai/dall-e-2 -s 256x256")
     assert not again.from_gallery and len(generation_requests(server)) == 2
+    err = capfd.readouterr().err
+    assert "indox: gallery file" in err and "is missing" in err
 
 
 # --------------------------------------------------------------------------------------------

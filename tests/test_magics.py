@@ -469,3 +469,11 @@ def test_save_target_is_checked_before_sending(ip, server, tmp_path, target):
     with pytest.raises(UsageError, match="--save") as caught:
         cell(ip, f"--save {target.format(file=tmp_path / 'a_file')}")
     assert "\n" not in str(caught.value) and server.requests == []
+
+
+def test_our_warnings_are_one_line(ip, server, capfd):
+    cell(ip, "-m xai/grok-2-image -q hd", "a robot")
+    err = capfd.readouterr().err
+    assert "indox: xai/grok-2-image does not take quality; not sent" in err
+    assert "UserWarning" not in err and ".py:" not in err
+    assert "quality" not in last_body(server)
