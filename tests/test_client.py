@@ -540,3 +540,38 @@ def test_cli_bad_input_is_one_line(capsys):
     assert main(["generate", "x", "--local", "-m", "dalle3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "openai/dall-e-3" in err
+
+
+def test_cli_serve_runs_the_local_server(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "indox_jupyter.cli", "serve", "--port", str(port),
+                             "--latency", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/api/v1/models/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.1)
+        with Client(TEST_API_KEY, base_url=url) as client:
+            assert client.images("served from the shell").images[0].data.startswith(b"\x89PNG")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert url in out and TEST_API_KEY not in out
+
+
+def test_cli_serve_refuses_bad_settings(capsys):
+    from indox_jupyter.cli import main
+
+    assert main(["serve", "--fail-rate", "2"]) == 2
+    assert "--fail-rate must be between 0 and 1" in capsys.readouterr().err
