@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from ._models import GeneratedImage, ImageModel, ImageResult
 
+# Jupyter front ends run MathJax over HTML output: "$0.036 ($0.018 each)" or a prompt with two
+# dollar signs would be typeset as maths. These classes tell MathJax 2 and 3 to leave it alone.
+_NO_MATH = "tex2jax_ignore mathjax_ignore"
+
 __all__ = [
     "DEFAULT_PREVIEW",
     "FROM_GALLERY",
@@ -246,7 +250,7 @@ def render_result(
     legend = (" · <mark>marked</mark> words were added or changed by the provider"
               if has_revision and result.prompt else "")
     body = (
-        f'<div class="indox-result" style="max-width:{width}px;font-family:system-ui,-apple-system,'
+        f'<div class="indox-result {_NO_MATH}" style="max-width:{width}px;font-family:system-ui,-apple-system,'
         f'Segoe UI,sans-serif;color:inherit">{header}'
         f'<div style="display:grid;grid-template-columns:repeat({columns},minmax(0,1fr));gap:14px">'
         f"{tiles}</div>"
@@ -306,7 +310,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], note: str | No
         for row in rows
     )
     foot = f'<div style="{_MUTED};margin-top:6px">{html.escape(note)}</div>' if note else ""
-    return f'<div><table style="{_TABLE}"><tr>{head}</tr>{body}</table>{foot}</div>'
+    return f'<div class="{_NO_MATH}"><table style="{_TABLE}"><tr>{head}</tr>{body}</table>{foot}</div>'
 
 
 def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], note: str | None) -> str:
@@ -524,7 +528,7 @@ def render_grid(grid: ImageGrid, options: PreviewOptions | None = None) -> tuple
     if grid.note:
         facts.append(grid.note)
     body = (
-        f'<div class="indox-grid" style="max-width:{width}px;font-family:system-ui,-apple-system,'
+        f'<div class="indox-grid {_NO_MATH}" style="max-width:{width}px;font-family:system-ui,-apple-system,'
         f'Segoe UI,sans-serif;color:inherit"><div style="display:grid;grid-template-columns:'
         f'minmax(120px,180px) repeat({columns},minmax(0,1fr));gap:12px;align-items:start">'
         f"<div></div>{head}{''.join(rows)}</div>"
@@ -625,7 +629,7 @@ def render_history(entries: Sequence[Any], note: str | None = None,
             "</div></div>"
         )
     foot = f'<div style="{_MUTED};margin-top:6px">{html.escape(note)}</div>' if note else ""
-    body = (f'<div class="indox-history" style="font-family:system-ui,sans-serif;max-width:760px">'
+    body = (f'<div class="indox-history {_NO_MATH}" style="font-family:system-ui,sans-serif;max-width:760px">'
             f'{"".join(cards)}{foot}</div>')
     return {"text/html": body, "text/plain": plain_history(entries, note)}
 

@@ -77,7 +77,7 @@ def test_bundle_is_standard_html_and_plain_with_provenance():
 
 def test_repr_mimebundle_hook_uses_renderer():
     result = make_result([flat_png()])
-    assert result._repr_mimebundle_()["text/html"].startswith('<div class="indox-result"')
+    assert result._repr_mimebundle_()["text/html"].startswith('<div class="indox-result ')
 
 
 def test_everything_user_supplied_is_escaped():
@@ -176,3 +176,16 @@ def test_models_and_usage_tables_escape():
     usage = UsageView({"credits_remaining": 9.5, "by_model": {"a": 1}}, 0.12, 3)._repr_mimebundle_()
     assert "$0.120 for 3 image(s)" in usage["text/plain"]
     assert re.search(r"credits remaining\s+9\.5", usage["text/plain"])
+
+
+def test_outputs_opt_out_of_mathjax():
+    """Jupyter runs MathJax over HTML outputs: two prices in one output would become maths."""
+    from indox_jupyter.render import render_result
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, "PNG")
+    b64 = base64.b64encode(png.getvalue()).decode()
+    result = ImageResult({"data": [{"b64_json": b64}, {"b64_json": b64}], "usage": {"cost": 0.036}},
+                         model="openai/dall-e-2", prompt="a $5 bill and a $10 bill")
+    data, _ = render_result(result)
+    assert 'class="indox-result tex2jax_ignore mathjax_ignore"' in data["text/html"]

@@ -79,6 +79,9 @@ def test_magic_outputs_decode_and_stay_escaped(jupyter, router, browser_page):
     assert page.evaluate("() => typeof window.__pwned") == "undefined"
     expect(first.locator("img").first).to_have_attribute("alt", MARKUP)
     expect(first).to_contain_text("no revised prompt")  # dall-e-2 does not rewrite prompts
+    # Two prices in one output must stay text: the front ends' MathJax would typeset "$…$" as maths.
+    expect(first).to_contain_text("total $0.036 ($0.018 each)")
+    expect(first.locator("mjx-container, .MathJax")).to_have_count(0)
 
     # dall-e-3's revised prompt is on screen, its added words marked.
     second.scroll_into_view_if_needed()
