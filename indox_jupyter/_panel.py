@@ -124,6 +124,8 @@ class _Job:
     result: ImageResult | None = None
     error: BaseException | None = None
     thread: threading.Thread | None = None
+    missing: list[tuple[int, str]] = field(default_factory=list)  # (index, why): never arrived
+    problems: list[str] = field(default_factory=list)  # gallery trouble, one phrase each
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,9 +490,7 @@ class Panel:
             result = self._lookup(job.key)
             if result is None:
                 result = self.client.images(**job.kwargs)
-                for image in result.images:
-                    image.data  # fetch now: provider URLs expire, and the card needs the bytes
-                self._keep(result, job.key)
+                self._keep(result, job)
             job.result = result
         except BaseException as exc:  # reported in the panel; never escapes a thread
             job.error = exc
@@ -498,14 +498,38 @@ class Panel:
             job.done.set()
         self._finish(job)
 
-    def _keep(self, result: ImageResult, key: str | None) -> None:
-        """Store on arrival, as the magic does; a store failure must not lose the display."""
-        if self._gallery is None:
-            return
-        try:
-            self._gallery.add(result, source="panel", cache_key=key)
-        except Exception as exc:
-            self._set_status(f"Not kept in the gallery: {error_line(exc, self._secrets())}", "error")
+    def _keep(self, result: ImageResult, job: _Job) -> None:
+        """Store first, as the magic does, then fetch whatever the gallery did not.
+
+        ``Gallery.add`` downloads each image itself and keeps every one it obtains (and the
+        cost), so one expired URL loses only that image. Images that never arrived go to
+        ``job.missing``; gallery trouble goes to ``job.problems``. Nothing here raises: the
+        result was paid for and what arrived must still be shown.
+        """
+        secrets = self._secrets()
+        failed: dict[int, str] = {}
+        if self._gallery is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # reported in the status line instead
+                    stored = self._gallery.add(result, source="panel", cache_key=job.key)
+            except Exception as exc:
+                job.problems.append(f"not kept in the gallery ({error_line(exc, secrets)})")
+            else:
+                failed = {f.index: redact(f.error, secrets) for f in stored.failed}
+        for image in result.images:
+            if image.loaded:  # in memory: shown, even when writing it to the gallery failed
+                if image.index in failed:
+                    job.problems.append(f"image #{image.index + 1} not kept in the gallery "
+                                        f"({failed[image.index]})")
+                continue
+            if image.index in failed:  # the gallery already tried to download it
+                job.missing.append((image.index, failed[image.index]))
+                continue
+            try:
+                image.data  # fetch now: provider URLs expire, and the card needs the bytes
+            except Exception as exc:
+                job.missing.append((image.index, error_line(exc, secrets)))
 
     def _tick(self, job: _Job) -> None:
         """Progress while waiting: elapsed seconds, and a bar that creeps but never completes."""
@@ -544,10 +568,21 @@ class Panel:
                 self._set_status(f"Served from the gallery ({count} image{'s' if count != 1 else ''}, no charge). "
                                  "Untick 'Reuse…' under Advanced for a new one.", "ok")
             else:
-                self._set_status(f"Done: {result.model} · {count} image{'s' if count != 1 else ''} · "
-                                 f"{money(result.cost)}", "ok")
+                self._set_status(self._done_line(job, result), "error" if job.missing or job.problems else "ok")
         except Exception as exc:
             self._unexpected(exc)
+
+    @staticmethod
+    def _done_line(job: _Job, result: ImageResult) -> str:
+        """One line: what arrived and cost, then each image that did not and any gallery trouble."""
+        count = len(result.images)
+        arrived = count - len(job.missing)
+        images = (f"{arrived} of {count} images" if job.missing
+                  else f"{count} image{'s' if count != 1 else ''}")
+        head = (f"Done: {result.model} · {images} · {money(result.cost)}" if arrived
+                else f"No image arrived ({result.model} · {money(result.cost)} paid)")
+        notes = [f"image #{index + 1} could not be downloaded ({why})" for index, why in job.missing]
+        return "; ".join([head, *notes, *job.problems])
 
     def _idle(self) -> None:
         self._job = None
@@ -578,7 +613,8 @@ class Panel:
     # -- the results gallery -------------------------------------------------------------------
 
     def _add(self, result: ImageResult, note: str | None = None) -> None:
-        cards = [self._card(result, image, note) for image in result.images]
+        # Only the images that arrived (an expired URL leaves a gap, named in the status line).
+        cards = [self._card(result, image, note) for image in result.images if image.loaded]
         with self._lock:
             self.results.insert(0, result)
             del self.results[MAX_CARDS:]

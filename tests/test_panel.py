@@ -408,3 +408,28 @@ def test_widget_updates_from_the_worker_thread_reach_the_widgets(make, server):
     assert ticked.wait(10)
     assert seen[0].startswith("Generating with openai/dall-e-3 · 1 image… ")
     p.wait(30)
+
+
+# -- a result with an image that cannot be downloaded ------------------------------------------
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["gallery", "no-gallery"])
+def test_one_failed_download_keeps_and_shows_the_other_image(client, gallery, server, stored):
+    """Paid for two, one URL refused: the other image is stored, shown, and the status names #1."""
+    p = Panel(client, gallery=gallery if stored else False,
+              prompt="two boats", model="openai/dall-e-2", size="256x256", n=2)
+    server.script(Fault(path="/files/*", status=403))  # the first image's URL has "expired"
+    result = p.generate()
+    assert p.result is result and len(result.images) == 2
+    cards = p.results_box.children
+    assert len(cards) == 1  # only the image that arrived
+    assert "#2 of 2" in cards[0].children[1].children[0].value
+    status = p.status.value
+    assert status.startswith("Done: openai/dall-e-2 · 1 of 2 images") and "\n" not in status
+    assert "image #1 could not be downloaded" in status and "403" in status
+    assert TEST_API_KEY not in status
+    if stored:
+        assert [e.image_index for e in gallery.history()] == [1]
+        assert gallery.total_cost() == pytest.approx(result.cost)  # the whole generation's cost
+    else:
+        assert len(gallery) == 0
