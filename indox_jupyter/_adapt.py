@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from ._core import has_image
 from ._models import ImageResult
 from ._redact import redact
 from .errors import APIError, IndoxRouterError, ProviderError, ValidationError
@@ -43,7 +44,7 @@ def call_foreign(client: Any, prompt: str, kwargs: Mapping[str, Any], secrets: t
         raise
     except Exception as exc:  # a foreign client raises its own classes; show them as one line
         text = " ".join(redact(str(exc), secrets).split())[:300]
-        raise APIError(f"{type(client).__name__}.images() failed: {type(exc).__name__}: {text}") from exc
+        raise APIError(f"{type(client).__name__}.images() failed: {type(exc).__name__}: {text}") from None
 
 
 def adapt_result(
@@ -71,7 +72,7 @@ def adapt_result(
     data = answer.get("data")
     if not isinstance(data, list) or not data:
         raise APIError("the client's answer holds no images (empty or missing 'data')")
-    usable = [item for item in data if isinstance(item, Mapping) and (item.get("url") or item.get("b64_json"))]
+    usable = [item for item in data if has_image(item)]
     if not usable:
         raise APIError("no item in the client's answer has a 'url' or 'b64_json'")
     cleaned = {k: v for k, v in answer.items() if k not in ("byok_api_key", "api_key")}

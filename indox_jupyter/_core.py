@@ -23,6 +23,7 @@ from typing import Any, Union
 import httpx
 
 from . import errors
+from ._cachekey import scope_of
 from ._models import ImageModel, ImageResult
 from ._redact import redact, without_secrets
 
@@ -463,6 +464,13 @@ def parse_json(response: httpx.Response, secrets: tuple[str | None, ...] = ()) -
         ) from None
 
 
+def has_image(item: Any) -> bool:
+    """An item of ``data`` that carries an image: a non-empty ``url`` or ``b64_json`` string."""
+    return isinstance(item, Mapping) and any(
+        isinstance(item.get(key), str) and item[key] for key in ("url", "b64_json")
+    )
+
+
 def parse_image_response(
     response: httpx.Response, request: ImageRequest, secrets: tuple[str | None, ...] = ()
 ) -> ImageResult:
@@ -475,10 +483,7 @@ def parse_image_response(
     data = payload.get("data")
     if not isinstance(data, list) or not data:
         raise errors.APIError("The response holds no images (empty 'data'); nothing was charged by us to show")
-    usable = [
-        item for item in data
-        if isinstance(item, Mapping) and (item.get("url") or item.get("b64_json"))
-    ]
+    usable = [item for item in data if has_image(item)]
     if not usable:
         raise errors.APIError("No item in the response has a 'url' or 'b64_json'")
     if len(usable) < len(data):
@@ -653,6 +658,13 @@ class ClientCore:
                         "it may have completed (check usage() before retrying)"
                     )
                 raise errors.NetworkError(message) from None
+            except httpx.RequestError as exc:  # an answer we could not decode, too many redirects
+                reason = _one_line(redact(str(exc) or type(exc).__name__, self.secrets), 120)
+                raise errors.APIError(
+                    f"{what}: the answer could not be read ({reason})"
+                    + ("; the request may have completed (check usage() before retrying)"
+                       if not replayable else "")
+                ) from None
             if response.status_code in RETRY_STATUSES and attempt <= self.policy.max_retries:
                 delay = self.policy.delay(attempt - 1, response.headers.get("retry-after"))
                 # From the end of our previous backoff, not from "now": when a sleep returns
@@ -726,7 +738,9 @@ class ClientCore:
             what="image generation", idempotency_key=key,
         )
         secrets = (*self.secrets, request.body.get("byok_api_key"))
-        return parse_image_response(response, request, secrets)
+        result = parse_image_response(response, request, secrets)
+        result.server = scope_of(self.local, self.base_url)  # keeps local samples apart in the gallery
+        return result
 
     def models_flow(self) -> Flow:
         response = yield from self.call("GET", MODELS_PATH, replayable=True, what="listing models")
@@ -736,42 +750,3 @@ class ClientCore:
         response = yield from self.call("GET", USAGE_PATH, replayable=True, what="reading usage")
         payload = parse_json(response, self.secrets)
         return dict(payload) if isinstance(payload, Mapping) else {"usage": payload}
-
-
-def resolve_settings(api_key: str | None, base_url: str | None) -> tuple[str, str, bool]:
-    """(api key, base URL, local?) from arguments, then the environment, then defaults."""
-    import os
-
-    url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    if url.lower() == LOCAL:
-        from .local import shared_server
-
-        key = _check_api_key(key) if isinstance(key, str) and key.strip() else LOCAL_API_KEY
-        return key, shared_server().url, True
-    if not re.match(r"^https?://[^\s/]+", url):
-        raise errors.ValidationError(
-            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, or 'local' (got {url[:60]!r})"
-        )
-    url = url.rstrip("/")
-    if url.endswith("/api/v1"):
-        url = url[: -len("/api/v1")]
-    if not key:
-        raise errors.AuthenticationError(
-            f"No IndoxRouter API key: set {API_KEY_ENV}, pass Client(api_key=...), "
-            "or use base_url=\"local\" to work offline against the built-in server"
-        )
-    if not isinstance(key, str):
-        raise errors.ValidationError(f"api_key must be a string (got {type(key).__name__})")
-    return _check_api_key(key), url, False
-
-
-def _check_api_key(key: str) -> str:
-    """The key goes into an HTTP header: a line break there makes httpx fail with the key in its
-    message, and non-ASCII crashes the header encoding. Refuse both here; never echo the key."""
-    key = key.strip()
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-        raise errors.ValidationError(
-            "api_key holds spaces, line breaks or non-ASCII characters; paste the key again"
-        )
-    return key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import pathlib
 import re
 import threading
@@ -25,9 +26,12 @@ class GeneratedImage:
 
     def __init__(self, item: Mapping[str, Any], index: int) -> None:
         self._item = item
-        self.index: int = int(item.get("index", index)) if str(item.get("index", "")).isdigit() else index
-        self.url: str | None = item.get("url") or None
-        self.revised_prompt: str | None = item.get("revised_prompt") or None
+        # The item is the server's JSON: take only values of the expected type.
+        raw_index = item.get("index")
+        self.index: int = raw_index if isinstance(raw_index, int) and not isinstance(raw_index, bool) \
+            and raw_index >= 0 else index
+        self.url: str | None = _text(item.get("url"))
+        self.revised_prompt: str | None = _text(item.get("revised_prompt"))
         self._verified: VerifiedImage | None = None
         self._lock = threading.Lock()
 
@@ -99,13 +103,27 @@ class GeneratedImage:
         return img
 
     def save(self, path_or_dir: str | pathlib.Path) -> pathlib.Path:
-        """Write the original bytes; a directory gets ``image_<index><ext>``."""
+        """Write the original bytes to a file path, or into a directory as ``image_<index><ext>``.
+
+        A name we choose never overwrites a different image (``image_0-2.png`` instead)."""
         path = pathlib.Path(path_or_dir).expanduser()
         if path.is_dir():
-            path = path / f"image_{self.index}{self.extension}"
+            return self._save_as(path / f"image_{self.index}{self.extension}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.data)
         return path
+
+    def _save_as(self, path: pathlib.Path) -> pathlib.Path:
+        """``path``, or the first ``stem-N`` beside it that is free or already holds these bytes."""
+        data = self.data
+        candidate, number = path, 1
+        while candidate.exists() and candidate.read_bytes() != data:
+            number += 1
+            candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+        if not candidate.exists():
+            candidate.write_bytes(data)
+        return candidate
 
     def __repr__(self) -> str:
         parts = [f"index={self.index}"]
@@ -133,6 +151,8 @@ class ImageResult(Mapping[str, Any]):
     from_gallery: bool = False
     #: For a gallery hit, what the original generation cost.
     original_cost: float | None = None
+    #: Which server answered, as the gallery's cache key scopes it (None: IndoxRouter itself).
+    server: str | None = None
 
     def __init__(
         self,
@@ -185,8 +205,10 @@ class ImageResult(Mapping[str, Any]):
     def cost(self) -> float | None:
         usage = self._raw.get("usage")
         if isinstance(usage, Mapping):
-            for value in (usage.get("cost"), (usage.get("cost_breakdown") or {}).get("total_cost")):
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
+            breakdown = usage.get("cost_breakdown")
+            total = breakdown.get("total_cost") if isinstance(breakdown, Mapping) else None
+            for value in (usage.get("cost"), total):
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     return float(value)
         return None
 
@@ -198,8 +220,12 @@ class ImageResult(Mapping[str, Any]):
     @property
     def created(self) -> datetime | None:
         """When the server made the images, from ``created`` (epoch) or ``created_at`` (ISO)."""
-        if isinstance(self._raw.get("created"), (int, float)):
-            return datetime.fromtimestamp(self._raw["created"], tz=timezone.utc)
+        stamp = self._raw.get("created")
+        if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+            try:
+                return datetime.fromtimestamp(stamp, tz=timezone.utc)
+            except (OverflowError, OSError, ValueError):
+                return None
         text = self._raw.get("created_at")
         if isinstance(text, str):
             try:
@@ -214,7 +240,7 @@ class ImageResult(Mapping[str, Any]):
         folder = pathlib.Path(directory).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         stem = _safe_stem(prefix) if prefix else f"indox_{(self.request_id or 'image')[:8]}"
-        return [img.save(folder / f"{stem}_{img.index}{img.extension}") for img in self.images]
+        return [img._save_as(folder / f"{stem}_{img.index}{img.extension}") for img in self.images]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ImageResult):
@@ -231,6 +257,10 @@ class ImageResult(Mapping[str, Any]):
         from .render import result_mimebundle  # display code loads on first display only
 
         return result_mimebundle(self)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _safe_stem(prefix: str) -> str:
