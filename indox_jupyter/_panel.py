@@ -51,6 +51,7 @@ MAX_CARDS = 24  # session results kept in the panel; older ones stay in the Hist
 HISTORY_LIMIT = 24
 DEFAULT_SAVE_DIR = "indox_images"
 TICK_SECONDS = 0.5
+CLOSED_MESSAGE = "the connection was closed; open a new panel"
 
 # Shown when the router's model list cannot be read (offline, no key yet): the public models'
 # documented options, so the panel is still usable and still only offers valid combinations.
@@ -111,6 +112,13 @@ def _gallery_or_none() -> Gallery | None:
     return default_gallery()
 
 
+def _closed_client_error(exc: BaseException) -> errors.NetworkError | None:
+    """httpx's "client has been closed" RuntimeError, as the one-line error the panel shows."""
+    if isinstance(exc, RuntimeError) and "client has been closed" in str(exc):
+        return errors.NetworkError(CLOSED_MESSAGE)
+    return None
+
+
 @dataclass
 class _Job:
     """One generation: what was asked, and how it ended."""
@@ -150,9 +158,20 @@ class Panel:
             raise TypeError(f"panel() got unexpected option(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(_DEFAULT_NAMES))}")
         note = None
+        # Only a client made here is the panel's to close (see close()); a client passed in
+        # belongs to the caller (the magic, a script) and is never closed by the panel.
+        self._owns_client = client is None
         if client is None:
             client, note = _default_client()
         self.client = client
+        self._closed = False
+        try:
+            self._setup(gallery, defaults, note)
+        except BaseException:
+            self.close()  # a refused default must not leak the client made above
+            raise
+
+    def _setup(self, gallery: Gallery | None | bool, defaults: Mapping[str, Any], note: str | None) -> None:
         # Not ``gallery or None``: an empty Gallery has len 0 and is falsy.
         self._gallery: Gallery | None = (
             _gallery_or_none() if gallery is True else None if gallery is False else gallery
@@ -319,6 +338,18 @@ class Panel:
 
     def __repr__(self) -> str:
         return f"<indox_jupyter Panel model={self.model.value!r} results={len(self.results)}>"
+
+    def close(self) -> None:
+        """Close the HTTP client if the panel created it; a client passed in is left open.
+
+        Safe to call more than once. Generating afterwards reports, in the status line, that the
+        connection was closed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            self.client.close()
 
     # -- callbacks -----------------------------------------------------------------------------
 
@@ -493,7 +524,7 @@ class Panel:
                 self._keep(result, job)
             job.result = result
         except BaseException as exc:  # reported in the panel; never escapes a thread
-            job.error = exc
+            job.error = _closed_client_error(exc) or exc
         finally:
             job.done.set()
         self._finish(job)
@@ -730,5 +761,6 @@ def panel(client: Client | None = None, **defaults: Any) -> Panel:
     server (the panel says so). ``defaults`` pre-fill the controls (``prompt``, ``model``,
     ``size``, ``aspect_ratio``, ``n``, ``quality``, ``style``, ``negative_prompt``, ``seed``,
     ``save_dir``, ``use_cache``, ``byok``) and ``gallery=False`` turns storing off.
+    ``p.close()`` releases the connection the panel opened (a ``client`` passed in stays open).
     """
     return Panel(client, **defaults)

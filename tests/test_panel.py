@@ -433,3 +433,31 @@ def test_one_failed_download_keeps_and_shows_the_other_image(client, gallery, se
         assert gallery.total_cost() == pytest.approx(result.cost)  # the whole generation's cost
     else:
         assert len(gallery) == 0
+
+
+# -- the panel's HTTP client -------------------------------------------------------------------
+
+
+def test_close_closes_only_a_client_the_panel_created(client):
+    own = panel(gallery=False)  # nothing configured: the panel makes its own local client
+    own.close()
+    assert own.client._http.is_closed
+    own.close()  # idempotent
+
+    shared = Panel(client, gallery=False)
+    shared.close()
+    assert not client._http.is_closed  # passed in: the caller's to close
+    assert client.models()
+
+
+def test_a_client_closed_elsewhere_is_one_plain_status_line(server, gallery, capsys):
+    lent = Client(TEST_API_KEY, base_url=server.url)
+    p = Panel(lent, gallery=gallery, prompt="a closed door")
+    lent.close()  # e.g. the magic that lent it was unloaded
+    p.generate_button.click()
+    p.wait(30)
+    assert p.status.value == "NetworkError: the connection was closed; open a new panel"
+    assert p.details.layout.display == "none" and not p.generate_button.disabled
+    assert generation_requests(server) == []
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
