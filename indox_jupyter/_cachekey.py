@@ -86,15 +86,20 @@ def server_scope(client: Any) -> str | None:
     """The server part of a key: None for IndoxRouter itself, ``"local"`` for the built-in
     server, else the base URL (another deployment, a proxy). Foreign client objects are scoped
     by their type, since we cannot know where they send requests."""
-    from ._core import DEFAULT_BASE_URL
-
     if client is None:
         return None
     if not hasattr(client, "is_local"):
         return f"client:{type(client).__module__}.{type(client).__qualname__}"
-    if client.is_local:
+    return scope_of(bool(client.is_local), str(getattr(client, "base_url", "") or ""))
+
+
+def scope_of(local: bool, base_url: str) -> str | None:
+    """:func:`server_scope` from a client's settings (the client core stamps results with it)."""
+    from ._core import DEFAULT_BASE_URL
+
+    if local:
         return "local"
-    url = str(getattr(client, "base_url", "") or "").rstrip("/")
+    url = base_url.rstrip("/")
     return None if not url or url == DEFAULT_BASE_URL else url
 
 

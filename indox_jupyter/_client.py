@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import re
 import threading
 import time
 import warnings
@@ -17,9 +19,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._version import __version__
+from . import errors
 from ._core import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
+    LOCAL,
+    LOCAL_API_KEY,
     Authenticate,
     ClientCore,
     Flow,
@@ -27,11 +35,9 @@ from ._core import (
     Send,
     Sleep,
     build_image_request,
-    resolve_settings,
 )
 from ._models import ImageModel, ImageResult
 from ._redact import guard_http_logs, mask
-from .errors import ValidationError
 
 if TYPE_CHECKING:
     from .batch import Lookup, OnResult
@@ -46,8 +52,45 @@ def _timeout(value: TimeoutTypes) -> httpx.Timeout:
         return httpx.Timeout(None)
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or value <= 0):
-        raise ValidationError(f"timeout must be a positive number of seconds or an httpx.Timeout (got {value!r})")
+        raise errors.ValidationError(f"timeout must be a positive number of seconds or an httpx.Timeout (got {value!r})")
     return httpx.Timeout(float(value), connect=min(10.0, float(value)))
+
+
+def _resolve_settings(api_key: str | None, base_url: str | None) -> tuple[str, str, bool]:
+    """(api key, base URL, local?) from arguments, then the environment, then defaults."""
+    url = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if url.lower() == LOCAL:
+        from .local import shared_server  # starts a server thread: only when asked for
+
+        key = _check_api_key(key) if isinstance(key, str) and key.strip() else LOCAL_API_KEY
+        return key, shared_server().url, True
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise errors.ValidationError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, or 'local' (got {url[:60]!r})"
+        )
+    url = url.rstrip("/")
+    if url.endswith("/api/v1"):
+        url = url[: -len("/api/v1")]
+    if not key:
+        raise errors.AuthenticationError(
+            f"No IndoxRouter API key: set {API_KEY_ENV}, pass Client(api_key=...), "
+            "or use base_url=\"local\" to work offline against the built-in server"
+        )
+    if not isinstance(key, str):
+        raise errors.ValidationError(f"api_key must be a string (got {type(key).__name__})")
+    return _check_api_key(key), url, False
+
+
+def _check_api_key(key: str) -> str:
+    """The key goes into an HTTP header: a line break there makes httpx fail with the key in its
+    message, and non-ASCII crashes the header encoding. Refuse both here; never echo the key."""
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise errors.ValidationError(
+            "api_key holds spaces, line breaks or non-ASCII characters; paste the key again"
+        )
+    return key
 
 
 class _ClientBase:
@@ -62,7 +105,7 @@ class _ClientBase:
         max_retries: int = 2,
     ) -> None:
         guard_http_logs()
-        key, url, local = resolve_settings(api_key, base_url)
+        key, url, local = _resolve_settings(api_key, base_url)
         self._core = ClientCore(key, url, local=local, max_retries=max_retries)
         self._timeout = _timeout(timeout)
         self._headers = {"User-Agent": f"indox-jupyter/{__version__}"}
@@ -126,7 +169,7 @@ class Client(_ClientBase):
                     self._sleep(step.seconds)
                 elif isinstance(step, Authenticate):
                     outcome = self._token(step.stale)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 error = exc
 
     def _token(self, stale: str | None) -> str | None:
@@ -227,7 +270,7 @@ class AsyncClient(_ClientBase):
                     await self._sleep(step.seconds)
                 elif isinstance(step, Authenticate):
                     outcome = await self._token(step.stale)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 error = exc
 
     async def _token(self, stale: str | None) -> str | None:

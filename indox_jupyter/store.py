@@ -82,6 +82,13 @@ T = TypeVar("T")
 # Where the gallery lives
 
 
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
 def default_home() -> Path:
     """``$INDOX_JUPYTER_HOME``, else the platform's per-user data directory."""
     env = os.environ.get(HOME_ENV, "").strip()
@@ -305,7 +312,7 @@ class Gallery:
         self.images_dir: Path = self.home / IMAGES_DIR
         self.session_id: str = SESSION_ID
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._schema_ready = False
         self._swept = False
@@ -350,18 +357,23 @@ class Gallery:
             raise self._error(exc) from None
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._lock:
-            self._connections.append(conn)
+            # Threads come and go (the panel uses one per click): close what ended threads left.
+            alive = []
+            for thread, old in self._connections:
+                if thread.is_alive():
+                    alive.append((thread, old))
+                else:
+                    _close_quietly(old)
+            alive.append((threading.current_thread(), conn))
+            self._connections = alive
         return conn
 
     def close(self) -> None:
         """Close every connection this object opened (it reopens on next use)."""
         with self._lock:
             connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        for _thread, conn in connections:
+            _close_quietly(conn)
         self._local = threading.local()
 
     def __enter__(self) -> Gallery:
@@ -527,7 +539,7 @@ class Gallery:
         requested_model = getattr(result, "_requested_model", None) or result.model
         params = scrub(dict(result.params or {}))
         if cache_key is None:
-            cache_key = _cachekey.cache_key(prompt, requested_model, result.params)
+            cache_key = _cachekey.cache_key(prompt, requested_model, result.params, server=result.server)
         self._ensure_schema()
         if not self._swept:
             self._swept = True
@@ -712,6 +724,16 @@ class Gallery:
         ``server`` is the client's :func:`~indox_jupyter._cachekey.server_scope` (None: IndoxRouter).
         """
         return self.lookup(_cachekey.cache_key(prompt, model, params, server=server))
+
+    def finder(self, client: Any) -> Callable[[str, str, Mapping[str, Any]], ImageResult | None]:
+        """A ``lookup(prompt, model, params)`` for ``images_many`` scoped to ``client``'s server,
+        so the built-in server's sample images never stand in for IndoxRouter's."""
+        server = _cachekey.server_scope(client)
+
+        def lookup(prompt: str, model: str, params: Mapping[str, Any]) -> ImageResult | None:
+            return self.find(prompt, model, params, server=server)
+
+        return lookup
 
     def recorder(self, *, source: Source = "batch",
                  batch_id: str | None = None) -> Callable[[int, Any], None]:
