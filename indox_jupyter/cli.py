@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _generate(args: argparse.Namespace) -> int:
     from ._client import Client
+    from .render import money
 
     with Client(base_url="local" if args.local else None) as client:
         result = client.images(
@@ -54,8 +55,7 @@ def _generate(args: argparse.Namespace) -> int:
         print(path)
         if image.revised_prompt:
             print(f"  revised prompt: {image.revised_prompt}")
-    cost = f"${result.cost:.3f}" if result.cost is not None else "unknown"
-    print(f"{len(paths)} image(s) from {result.model}, cost {cost}")
+    print(f"{len(paths)} image(s) from {result.model}, cost {money(result.cost)}")
     return 0
 
 
@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IndoxRouterError as exc:
         print(f"indox-jupyter: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
+    except OSError as exc:  # a folder we cannot write, a port already taken
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"indox-jupyter: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -575,3 +575,61 @@ def test_cli_serve_refuses_bad_settings(capsys):
 
     assert main(["serve", "--fail-rate", "2"]) == 2
     assert "--fail-rate must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output_is_one_line(capsys, tmp_path):
+    from indox_jupyter.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["generate", "x", "--local", "-o", str(blocker / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_hostile_item_values_never_escape_as_raw_exceptions(client, server):
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(png, "PNG")
+    good = base64.b64encode(png.getvalue()).decode()
+    body = {"created": 10**30, "usage": {"cost": 0.02, "cost_breakdown": ["x"]},
+            "data": [{"b64_json": good, "index": "²", "revised_prompt": 42},
+                     {"url": 17}, {"b64_json": ["not", "text"]}]}
+    server.script(Fault(status=200, body=body))
+    with pytest.warns(UserWarning, match="2 of 3 items carried no image"):
+        result = client.images("odd answer")
+    (image,) = result.images
+    assert image.index == 0 and image.revised_prompt is None and image.width == 8
+    assert result.created is None and result.cost == 0.02
+    assert "ImageResult" in repr(result)
+
+
+def test_undecodable_answer_is_an_api_error_not_a_raw_httpx_error(client, server):
+    server.script(Fault(status=200, body="not gzip at all", headers={"Content-Encoding": "gzip"},
+                        content_type="application/json"))
+    with pytest.raises(ij.APIError, match="could not be read.*may have completed"):
+        client.images("x")
+
+
+def test_auto_named_files_never_overwrite_another_image(client, tmp_path):
+    first = client.images("one", model="openai/dall-e-2", size="256x256")
+    second = client.images("two", model="openai/dall-e-2", size="256x256")
+    paths = first.save(tmp_path, prefix="same") + second.save(tmp_path, prefix="same")
+    assert [p.name for p in paths] == ["same_0.png", "same_0-2.png"]
+    assert paths[0].read_bytes() != paths[1].read_bytes()
+    assert first.save(tmp_path, prefix="same") == paths[:1]  # same bytes: the same file
+    assert second.images[0].save(tmp_path).name == "image_0.png"
+
+
+def test_results_carry_their_server_scope(client, server):
+    from indox_jupyter import Gallery
+
+    result = client.images("scoped", model="openai/dall-e-2", size="256x256")
+    assert result.server == server.url
+    with Client(base_url="local") as local:
+        local_result = local.images("scoped", model="openai/dall-e-2", size="256x256")
+    assert local_result.server == "local"
+    gallery = Gallery()
+    gallery.add(local_result)
+    assert gallery.finder(local)("scoped", "openai/dall-e-2", dict(local_result.params)) is not None
+    # the local sample never answers a request to another server
+    assert gallery.find("scoped", "openai/dall-e-2", dict(local_result.params)) is None

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -465,12 +464,6 @@ def test_images_are_deterministic(client):
     draw.render_png.cache_clear()
     assert draw.render_png("p", 1, 0, 300, 200) == draw.render_png.__wrapped__("p", 1, 0, 300, 200)
     assert draw.render_png("p", 1, 0, 300, 200) != draw.render_png("p", 2, 0, 300, 200)
-
-
-def test_drawing_is_fast_enough():
-    start = time.monotonic()
-    draw.render_png.__wrapped__("speed check prompt", 0, 0, 1024, 1024)
-    assert time.monotonic() - start < 5  # generous: only catches pathological slowness
 
 
 # -- lifecycle ----------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ API = "/api/v1"
 GENERATIONS = f"{API}/images/generations"
 MAX_BODY = 10 * 1024 * 1024
 MAX_FILES = 1000
+MAX_IDEMPOTENT_ANSWERS = 1000  # answers kept for replay (retries come within seconds)
 MAX_RECORDED = 10_000
 STARTING_CREDITS = 100.0
 SECRET_HEADERS = frozenset({"x-api-key", "authorization", "cookie", "set-cookie", "proxy-authorization"})
@@ -624,6 +625,11 @@ class LocalServer:
             if resp.status == 200:
                 with self._lock:
                     self._idem[slot] = (digest, resp)
+                    # Bounded like the files: a long-lived shared server must not grow forever.
+                    while len(self._idem) > MAX_IDEMPOTENT_ANSWERS:
+                        oldest = next(iter(self._idem))
+                        del self._idem[oldest]
+                        self._idem_locks.pop(oldest, None)
             return resp
 
     def _validate(self, p: dict[str, Any]) -> Response | tuple[Any, ...]:
