@@ -158,6 +158,11 @@ def _models(text: str | None, default: str) -> list[str]:
     return names
 
 
+def _images(indexes: Sequence[int]) -> str:
+    """``image 1`` or ``images 1, 2``."""
+    return f"image{'s' if len(indexes) > 1 else ''} {', '.join(str(i) for i in indexes)}"
+
+
 def _save_dir(text: str | None) -> str | None:
     """``--save DIR``: made and checked writable now, so a bad folder costs nothing."""
     if text is None:
@@ -400,8 +405,11 @@ class IndoxMagics(Magics):
             if result is None:
                 self._check_budget(call, [request])
                 result = self._generate(call, request)
-                self._store(call, result, key)
-            self._account(result)
+                stored = self._store(call, result, key, report=False)  # first: fetches what it can
+                self._account(result)  # charged even if an image did not arrive
+                self._keep_what_arrived(call, result, stored)
+            else:
+                self._account(result)
             self._finish(call, result)
         return result
 
@@ -537,9 +545,45 @@ class IndoxMagics(Magics):
             if fallback:
                 print(LOCAL_NOTICE)
             result = client.images(request.prompt, model=request.model, byok_api_key=call.byok, **call.options)
-        for image in result.images:
-            image.data  # download now: an expired URL is an error here, not a broken display
+        # The bytes are fetched by _store (the gallery keeps every image it can obtain), so one
+        # expired URL cannot lose the others or the record of what was paid.
         return result
+
+    def _keep_what_arrived(self, call: ImageCall, result: ImageResult, stored: Any) -> None:
+        """After ``_store``: drop the images whose bytes never arrived from ``result`` (so the
+        display shows what was received and does not fetch again), and say so on one line.
+        Nothing arrived at all: one error line (the generation was still charged and recorded)."""
+        errors_by_index = {f.index: f.error for f in getattr(stored, "failed", ())}
+        if stored is None:  # the gallery could not be used: fetch here (nothing else tried)
+            for image in result.images:
+                try:
+                    image.data  # noqa: B018 - fetches, verifies and keeps the bytes
+                except Exception as exc:
+                    errors_by_index[image.index] = " ".join(str(exc).split()) or type(exc).__name__
+        missing = [image for image in result.images if not image.loaded]
+        not_kept = [image.index for image in result.images
+                    if image.loaded and image.index in errors_by_index]
+        if not_kept and stored is not None:  # arrived but could not be written to the gallery
+            first = errors_by_index[not_kept[0]]
+            self._warn(redact(f"indox: {_images(not_kept)} not kept in the gallery ({first}); "
+                              "use -o NAME or --save DIR to keep them", call.secrets))
+        if not missing:
+            return
+        count = len(result.images)
+        names = [image.index for image in missing]
+        first = errors_by_index.get(names[0], "download failed")
+        cost = f" ({money(result.cost)})" if result.cost else ""
+        if len(missing) == count:
+            from .errors import ImageDownloadError
+
+            raise ImageDownloadError(
+                f"{_images(names)} of {count} did not arrive ({first}); the generation was "
+                f"charged{cost} and is recorded in the gallery and this session's spend"
+            )
+        result.images = [image for image in result.images if image.loaded]
+        self._warn(redact(
+            f"indox: {_images(names)} of {count} did not arrive ({first}); the generation was "
+            f"charged{cost} in full; showing the {len(result.images)} that did (kept in the gallery)", call.secrets))
 
     def _finish(self, call: ImageCall, result: ImageResult | ImageGrid) -> None:
         if call.out is not None:
@@ -588,17 +632,29 @@ class IndoxMagics(Magics):
             return None
 
     def _store(self, call: ImageCall, result: ImageResult, key: str, *, prompt: str | None = None,
-               batch_id: str | None = None) -> None:
+               batch_id: str | None = None, report: bool = True) -> Any:
         """Keep every image received, before it is displayed. A failure is reported, not raised:
-        the images were paid for and are still shown (and held in memory by the result)."""
+        the images were paid for and are still shown (and held in memory by the result).
+
+        Returns the gallery's ``StoredImages`` (``.failed``: images it could not fetch or write),
+        or None when the gallery could not be used. With ``report=False`` the caller reports
+        failed images itself, so the gallery's own summary warning is dropped."""
         if getattr(result, "from_gallery", False):
-            return
+            return None
         try:
-            self.gallery().add(result, source="magic", cache_key=key,
-                               prompt=prompt if prompt is not None else call.prompt, batch_id=batch_id)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                stored = self.gallery().add(result, source="magic", cache_key=key, batch_id=batch_id,
+                                            prompt=prompt if prompt is not None else call.prompt)
         except StoreError as exc:
             self._warn(f"indox: not kept in the gallery ({' '.join(str(exc).split())}); "
                        "use -o NAME or --save DIR to keep these images")
+            return None
+        for warning in caught:
+            if not report and stored.failed and "could not be kept" in str(warning.message):
+                continue  # the caller names the failed images on its own line
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return stored
 
     @staticmethod
     def _warn(message: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from indox_jupyter import ImageResult
+from indox_jupyter.local import Fault
 from indox_jupyter.render import FROM_GALLERY, HistoryView
 from indox_jupyter.store import Gallery, default_gallery
 
@@ -70,6 +71,40 @@ def test_store_failure_still_shows_the_paid_image(ip, server, monkeypatch, tmp_p
     assert isinstance(result, ImageResult) and len(result.images[0].data) > 0
     err = capsys.readouterr().err
     assert "not kept in the gallery" in err and err.count("\n") == 1
+
+
+def test_one_expired_url_keeps_the_other_image_and_the_spend(ip, server, capsys):
+    # image 0 downloads, image 1's URL answers 403 (expired): a paid result must not be lost
+    server.script(Fault(path="/files/*", action="pass"), Fault(path="/files/*", status=403))
+    outcome = ip.run_cell("%%indox_image -m openai/dall-e-2 -s 256x256 -n 2 --response-format url -o pics\n"
+                          "a kite over the dunes")
+    assert outcome.success and outcome.error_in_exec is None
+    result = ip.user_ns["pics"]
+    assert outcome.result is result and [img.index for img in result.images] == [0]
+    assert result.cost and result.cost > 0
+    entries = default_gallery().history()
+    assert [e.image_index for e in entries] == [0] and entries[0].data == result.images[0].data
+    assert magics(ip).session_cost == pytest.approx(result.cost)  # the session spend counts it
+    assert default_gallery().session_cost() == pytest.approx(result.cost)  # and so does the gallery
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("indox: image 1 of 2 did not arrive"), err
+    assert "403" in lines[0] and "Traceback" not in err and TEST_API_KEY not in err
+    assert html_of(ip, result).count("data:image/webp;base64,") == 1
+
+
+def test_no_image_arrived_is_one_line_and_the_spend_is_still_counted(ip, server, capsys):
+    server.script(Fault(path="/files/*", status=403, times=2))
+    with pytest.raises(UsageError) as info:
+        cell(ip, "-m openai/dall-e-2 -s 256x256 -n 2 --response-format url")
+    message = str(info.value)
+    assert message.startswith("ImageDownloadError: images 0, 1 of 2 did not arrive") and "\n" not in message
+    assert "charged" in message
+    paid = generation_requests(server)
+    assert len(paid) == 1
+    assert magics(ip).session_cost > 0
+    assert default_gallery().session_cost() == pytest.approx(magics(ip).session_cost)
+    assert len(default_gallery()) == 0
 
 
 # --------------------------------------------------------------------------------------------
