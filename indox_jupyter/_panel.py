@@ -565,11 +565,14 @@ class Panel:
     def _tick(self, job: _Job) -> None:
         """Progress while waiting: elapsed seconds, and a bar that creeps but never completes."""
         while not job.done.wait(TICK_SECONDS):
-            if job.cancelled or self._job is not job:
-                return
-            elapsed = time.monotonic() - job.started
-            self.progress.value = elapsed / (elapsed + 15.0)
-            self.status.value = f"Generating with {job.label}… {elapsed:.0f} s"
+            # Check and write under the lock _finish and cancel() take to end the job: once they
+            # have, this job is no longer current and its final status cannot be overwritten.
+            with self._lock:
+                if job.cancelled or self._job is not job:
+                    return
+                elapsed = time.monotonic() - job.started
+                self.progress.value = elapsed / (elapsed + 15.0)
+                self.status.value = f"Generating with {job.label}… {elapsed:.0f} s"
 
     def _finish(self, job: _Job) -> None:
         try:

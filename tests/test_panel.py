@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -461,3 +462,21 @@ def test_a_client_closed_elsewhere_is_one_plain_status_line(server, gallery, cap
     assert generation_requests(server) == []
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_the_ticker_never_overwrites_the_final_status(make, server, monkeypatch):
+    """The ticker's check and write are one step: "Generating… N s" never lands after "Done"."""
+    import indox_jupyter._panel as panel_module
+
+    monkeypatch.setattr(panel_module, "TICK_SECONDS", 0.001)  # tick all the time
+    server.latency = 0.05
+    p = make(prompt="a photo finish", use_cache=False)
+    # A slow front-end sync between the ticker's check and its status write widens the race.
+    p.progress.observe(lambda _change: time.sleep(0.2), names="value")
+    for _ in range(5):
+        p.generate_button.click()
+        p.wait(30)
+        for thread in threading.enumerate():
+            if thread.name == "indox-panel-tick":
+                thread.join(30)
+        assert p.status.value.startswith("Done: openai/dall-e-3 · 1 image")
