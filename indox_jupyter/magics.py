@@ -28,6 +28,7 @@ import json
 import keyword
 import math
 import os
+import re
 import sys
 import time
 import uuid
@@ -46,6 +47,7 @@ from . import _prompt
 from ._core import (
     API_KEY_ENV,
     BASE_URL_ENV,
+    DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     MAX_N,
@@ -258,6 +260,19 @@ class IndoxMagics(Magics):
             raise TraitError(f"budget must be a number of USD >= 0, or None for no limit (got {value!r})")
         return value
 
+    @validate("base_url")
+    def _check_base_url(self, proposal: Any) -> str | None:
+        value = proposal["value"]
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        if text.lower() == "local":
+            return "local"
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text):
+            raise TraitError(f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, 'local', "
+                             f"or None (got {redact(text[:60])!r})")
+        return text
+
     @validate("concurrency")
     def _check_concurrency(self, proposal: Any) -> int:
         return self._trait_check(lambda v: check_int("concurrency", v, 1, 100), proposal)
@@ -413,9 +428,11 @@ class IndoxMagics(Magics):
             self._finish(call, result)
         return result
 
-    def _parse(self, line: str) -> Any:
+    def _parse(self, line: str, magic: Any = None) -> Any:
+        """The flags of ``magic`` (default %%indox_image) from ``line``; an unclosed quote is one
+        UsageError line."""
         try:
-            return parse_argstring(self.indox_image, line)
+            return parse_argstring(magic or self.indox_image, line)
         except ValueError as exc:  # shlex: "No closing quotation" and the like
             raise UsageError(f"could not read the magic line ({exc}): close every quote, "
                              "or escape a lone one") from None
@@ -782,9 +799,9 @@ class IndoxMagics(Magics):
         """Table of the image models (the built-in list when the service is unreachable)."""
         from ._core import parse_models
 
-        client, fallback = self.client(local="--local" in line.split())
-        note = "built-in local server" if fallback or client.is_local else None
         with self._expected_errors():
+            client, fallback = self.client(local="--local" in line.split())
+            note = "built-in local server" if fallback or client.is_local else None
             try:
                 models = client.models()
             except NetworkError as exc:
@@ -814,9 +831,10 @@ class IndoxMagics(Magics):
     @line_magic
     def indox_usage(self, line: str = "") -> UsageView:
         """Credits and usage from the service, this session's spend, and the gallery's total."""
-        client, fallback = self.client(local="--local" in line.split())
-        note = "built-in local server" if fallback or client.is_local else None
+        note = None
         try:
+            client, fallback = self.client(local="--local" in line.split())
+            note = "built-in local server" if fallback or client.is_local else None
             usage = client.usage()
         except IndoxRouterError as exc:  # still show what we know locally
             if self.show_tracebacks:
@@ -839,7 +857,7 @@ class IndoxMagics(Magics):
     @line_magic
     def indox_history(self, line: str = "") -> HistoryView:
         """Images kept in the gallery, newest first: thumbnail, prompt, revised prompt, model, cost, date."""
-        args = parse_argstring(self.indox_history, line)
+        args = self._parse(line, self.indox_history)
         with self._expected_errors():
             n = check_int("-n", args.n, 1, 10_000)
             search, model = _unquote(args.search), _unquote(args.model)
@@ -859,7 +877,8 @@ class IndoxMagics(Magics):
             raise UsageError("%indox_panel takes no arguments; use indox_jupyter.panel(model=..., size=...) "
                              "to pre-fill it")
         if self._api_key or self.base_url:  # %indox_login or the base_url trait: share them
-            client, _ = self.client()
+            with self._expected_errors():
+                client, _ = self.client()
             return panel(client)
         return panel()
 

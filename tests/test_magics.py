@@ -477,3 +477,59 @@ def test_our_warnings_are_one_line(ip, server, capfd):
     assert "indox: xai/grok-2-image does not take quality; not sent" in err
     assert "UserWarning" not in err and ".py:" not in err
     assert "quality" not in last_body(server)
+
+
+# --------------------------------------------------------------------------------------------
+# Connection settings: a bad one is one line in every magic, never a traceback
+
+
+@pytest.mark.parametrize("value", ["ftp://example.com", "api.indoxrouter.com", "http://", "http://a b"])
+def test_bad_base_url_trait_is_refused_in_one_line(ip, value):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError) as info:
+        magics(ip).base_url = value
+    assert "base_url must be an http(s) URL" in str(info.value) and "\n" not in str(info.value)
+    assert magics(ip).base_url is None
+
+
+def test_good_base_url_trait_values(ip, server):
+    for value, kept in ((server.url, server.url), (" local ", "local"), ("LOCAL", "local"),
+                        ("", None), (None, None)):
+        magics(ip).base_url = value
+        assert magics(ip).base_url == kept
+    ip.run_line_magic("config", f'IndoxMagics.base_url = "{server.url}/api/v1"')
+    assert ip.run_line_magic("indox_models", "").models
+
+
+@pytest.mark.parametrize("magic", ["indox_models", "indox_panel"])
+def test_base_url_without_key_is_one_line(ip, server, monkeypatch, magic):
+    monkeypatch.delenv("INDOX_ROUTER_API_KEY")
+    magics(ip).base_url = server.url
+    with pytest.raises(UsageError, match="No IndoxRouter API key") as info:
+        ip.run_line_magic(magic, "")
+    assert "\n" not in str(info.value) and server.requests == []
+
+
+def test_bad_base_url_from_the_environment_is_one_line(ip, server, monkeypatch):
+    monkeypatch.setenv("INDOX_ROUTER_BASE_URL", "indoxrouter.example")
+    with pytest.raises(UsageError, match="base_url must be an http") as info:
+        ip.run_line_magic("indox_models", "")
+    assert "\n" not in str(info.value)
+    with pytest.raises(UsageError, match="base_url must be an http"):
+        cell(ip, "")
+    assert server.requests == []
+
+
+def test_usage_without_a_key_still_shows_the_local_figures(ip, server, monkeypatch):
+    monkeypatch.delenv("INDOX_ROUTER_API_KEY")
+    magics(ip).base_url = server.url
+    view = ip.run_line_magic("indox_usage", "")
+    assert "service usage unavailable" in view.note and "No IndoxRouter API key" in view.note
+    assert view.usage == {} and TEST_API_KEY not in repr(view)
+
+
+def test_history_unclosed_quote_is_one_line(ip, server):
+    with pytest.raises(UsageError, match="close every quote") as info:
+        ip.run_line_magic("indox_history", '--search "abc')
+    assert "\n" not in str(info.value)
