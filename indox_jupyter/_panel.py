@@ -467,10 +467,17 @@ class Panel:
             kwargs["byok_api_key"] = self._byok_secret
         return kwargs, key
 
-    def _lookup(self, key: str | None) -> ImageResult | None:
-        if key is None or self._gallery is None:
+    def _lookup(self, job: _Job) -> ImageResult | None:
+        """The stored result of the same request, or None. A gallery that cannot be read does
+        not stop the generation (as in the magic): it is named in the final status line."""
+        if job.key is None or self._gallery is None:
             return None
-        return self._gallery.lookup(key)
+        try:
+            return self._gallery.lookup(job.key)
+        except errors.StoreError as exc:
+            job.problems.append(f"the gallery could not be read, generated instead "
+                                f"({error_line(exc, self._secrets())})")
+            return None
 
     def generate(self) -> ImageResult:
         """Run one generation with the current values and return its result (blocking).
@@ -518,7 +525,7 @@ class Panel:
 
     def _work(self, job: _Job) -> None:
         try:
-            result = self._lookup(job.key)
+            result = self._lookup(job)
             if result is None:
                 result = self.client.images(**job.kwargs)
                 self._keep(result, job)
@@ -545,7 +552,10 @@ class Panel:
                     warnings.simplefilter("ignore")  # reported in the status line instead
                     stored = self._gallery.add(result, source="panel", cache_key=job.key)
             except Exception as exc:
-                job.problems.append(f"not kept in the gallery ({error_line(exc, secrets)})")
+                why = error_line(exc, secrets)
+                said = any(why in problem for problem in job.problems)  # the lookup's same error
+                job.problems.append("not kept in the gallery either" if said
+                                    else f"not kept in the gallery ({why})")
             else:
                 failed = {f.index: redact(f.error, secrets) for f in stored.failed}
         for image in result.images:

@@ -14,7 +14,7 @@ import indox_jupyter
 from indox_jupyter import Client, ImageResult
 from indox_jupyter.local import Fault
 from indox_jupyter._panel import FALLBACK_MODELS, Panel, panel
-from indox_jupyter.store import Gallery
+from indox_jupyter.store import DB_NAME, Gallery
 
 from .conftest import TEST_API_KEY, TEST_BYOK, generation_requests
 
@@ -480,3 +480,25 @@ def test_the_ticker_never_overwrites_the_final_status(make, server, monkeypatch)
             if thread.name == "indox-panel-tick":
                 thread.join(30)
         assert p.status.value.startswith("Done: openai/dall-e-3 · 1 image")
+
+
+# -- a gallery that cannot be used -------------------------------------------------------------
+
+
+@pytest.fixture()
+def broken_gallery(tmp_path):
+    home = tmp_path / "broken"
+    home.mkdir()
+    (home / DB_NAME).write_bytes(b"this is not an sqlite database at all" * 200)
+    return Gallery(home)
+
+
+def test_an_unreadable_gallery_still_generates_and_says_so_in_one_line(client, server, broken_gallery):
+    p = Panel(client, gallery=broken_gallery, prompt="a lost map")
+    result = p.generate()
+    assert p.result is result and len(p.results_box.children) == 1
+    assert len(generation_requests(server)) == 1
+    status = p.status.value
+    assert status.startswith("Done: openai/dall-e-3 · 1 image") and "\n" not in status
+    assert "the gallery could not be read" in status and "not kept in the gallery" in status
+    assert str(broken_gallery.db_path) in status
