@@ -607,10 +607,18 @@ class IndoxMagics(Magics):
             self.shell.user_ns[call.out] = result
         if call.save is not None:
             results = result.results if isinstance(result, ImageGrid) else [result]
+            paths: list[Any] = []
             try:
-                paths = [path for r in results for path in r.save(call.save)]
-            except OSError as exc:
-                raise ValidationError(f"--save {call.save}: {exc.strerror or exc}") from None
+                for r in results:
+                    paths += r.save(call.save)
+            except (OSError, IndoxRouterError) as exc:
+                # Paid for and already in the gallery: warn, and still show the images.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else error_line(exc)
+                kept = f"{len(paths)} file(s) saved before that; " if paths else ""
+                self._warn(redact(f"indox: --save {call.save} failed ({' '.join(str(reason).split())}); "
+                                  f"{kept}the images are in the gallery (%indox_history) and in the "
+                                  "cell's result", call.secrets))
+                return
             print(f"saved {len(paths)} file(s) to {os.path.abspath(call.save)}")
 
     # -- the gallery: cache, store, money ---------------------------------------------------

@@ -331,3 +331,36 @@ def test_fresh_kernel_renders_from_disk_after_urls_expired(server, tmp_path):
     assert FROM_GALLERY in data["text/html"] and FROM_GALLERY in data["text/plain"]
     assert "data:image/webp;base64," in data["text/html"] and "&lt;at&gt;" in data["text/html"]
     assert outputs[0]["metadata"]["indox_jupyter"]["from_gallery"] is True
+
+
+def test_save_failing_after_a_paid_generation_warns_and_still_shows(ip, server, tmp_path, capsys,
+                                                                   monkeypatch):
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    server.script(Fault(action="pass", delay=1.0))  # time to break the folder while it generates
+    swapped = threading.Event()
+
+    def break_the_folder() -> None:  # after --save was checked, before the files are written
+        for _ in range(3000):
+            if generation_requests(server):
+                folder.rmdir()
+                folder.write_text("now a file")
+                swapped.set()
+                return
+            threading.Event().wait(0.01)
+
+    thread = threading.Thread(target=break_the_folder)
+    thread.start()
+    outcome = ip.run_cell("%%indox_image -m openai/dall-e-2 -s 256x256 -o pic --save out\na kite")
+    thread.join()
+    assert swapped.is_set()
+    assert outcome.success and isinstance(outcome.result, ImageResult) and ip.user_ns["pic"] is outcome.result
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("indox: --save out failed") and "gallery" in lines[0]
+    assert len(default_gallery()) == 1
+    assert magics(ip).session_cost == pytest.approx(outcome.result.cost)
+
