@@ -342,6 +342,7 @@ class IndoxMagics(Magics):
                 client.close()
         self._client = self._local_client = None
         self._client_settings = None
+        self._prices.clear()  # keyed by id(client): a new client may reuse a closed one's id
 
     # -- errors ---------------------------------------------------------------------------
 

@@ -364,3 +364,10 @@ def test_save_failing_after_a_paid_generation_warns_and_still_shows(ip, server, 
     assert len(default_gallery()) == 1
     assert magics(ip).session_cost == pytest.approx(outcome.result.cost)
 
+
+def test_prices_are_forgotten_when_the_connection_changes(ip, server):
+    ip.run_line_magic("config", "IndoxMagics.budget = 100.0")
+    cell(ip, "-m openai/dall-e-2 -s 256x256")  # the estimate reads the price list
+    assert magics(ip)._prices
+    magics(ip).base_url = server.url  # new connection settings close the clients
+    assert magics(ip)._prices == {}
