@@ -223,7 +223,7 @@ class IndoxMagics(Magics):
     concurrency = Int(8, help="Requests in flight at once for --each and several models.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
+        # Before super().__init__: configured base_url/timeout/max_retries fire close() there.
         self._api_key: str | None = None  # set by %indox_login, memory only
         self._client: Any = None
         self._client_settings: tuple[Any, ...] | None = None
@@ -232,6 +232,7 @@ class IndoxMagics(Magics):
         self.session_images = 0
         self.gallery_hits = 0
         self._prices: dict[int, dict[str, float]] = {}  # per client: model id -> USD per image
+        super().__init__(shell=shell, **kwargs)
         if shell is not None:
             formatter = shell.display_formatter.mimebundle_formatter
             formatter.for_type(ImageResult, self._format_result)

@@ -533,3 +533,21 @@ def test_history_unclosed_quote_is_one_line(ip, server):
     with pytest.raises(UsageError, match="close every quote") as info:
         ip.run_line_magic("indox_history", '--search "abc')
     assert "\n" not in str(info.value)
+
+
+def test_connection_traits_configured_before_load(shell, server, monkeypatch):
+    from traitlets.config import Config
+
+    monkeypatch.setenv("INDOX_ROUTER_API_KEY", TEST_API_KEY)
+    saved = shell.config
+    shell.config = Config()
+    shell.config.IndoxMagics.base_url = server.url
+    shell.config.IndoxMagics.timeout = 30.0
+    try:
+        shell.extension_manager.load_extension("indox_jupyter")
+        assert magics(shell).base_url == server.url and magics(shell).timeout == 30.0
+        cell(shell, "-m openai/dall-e-2")
+        assert len(generation_requests(server)) == 1
+    finally:
+        shell.extension_manager.unload_extension("indox_jupyter")
+        shell.config = saved
