@@ -134,6 +134,7 @@ class _Job:
     thread: threading.Thread | None = None
     missing: list[tuple[int, str]] = field(default_factory=list)  # (index, why): never arrived
     problems: list[str] = field(default_factory=list)  # gallery trouble, one phrase each
+    stored: bool = False  # every image that arrived is in the gallery
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,9 +559,11 @@ class Panel:
                                     else f"not kept in the gallery ({why})")
             else:
                 failed = {f.index: redact(f.error, secrets) for f in stored.failed}
+                job.stored = True
         for image in result.images:
             if image.loaded:  # in memory: shown, even when writing it to the gallery failed
                 if image.index in failed:
+                    job.stored = False
                     job.problems.append(f"image #{image.index + 1} not kept in the gallery "
                                         f"({failed[image.index]})")
                 continue
@@ -592,9 +595,10 @@ class Panel:
                     self._idle()
             if job.cancelled:
                 if job.result is not None:
-                    self._add(job.result, note="arrived after Cancel (paid, kept in the gallery)")
-                    if self._job is None:
-                        self._set_status("A cancelled request finished after all: its image is kept, marked below.")
+                    note, line, kind = self._late(job, job.result)
+                    self._add(job.result, note=note)
+                    if self._job is None:  # not while the user waits for a newer request
+                        self._set_status(line, kind)
                 return
             if job.error is not None:
                 if isinstance(job.error, errors.IndoxRouterError):
@@ -628,6 +632,31 @@ class Panel:
         notes = [f"image #{index + 1} could not be downloaded ({why})" for index, why in job.missing]
         return "; ".join([head, *notes, *job.problems])
 
+    def _late(self, job: _Job, result: ImageResult) -> tuple[str, str, str]:
+        """Card note, status line and its kind for a result that arrived after Cancel; each
+        says only what is true (paid or not, kept in the gallery or not)."""
+        head = "A cancelled request finished after all"
+        if getattr(result, "from_gallery", False):
+            return ("arrived after Cancel (from the gallery, no charge)",
+                    f"{head}: served from the gallery (no charge), marked below.", "info")
+        notes = [f"image #{index + 1} could not be downloaded ({why})" for index, why in job.missing]
+        arrived = len(result.images) - len(job.missing)
+        plural = "s" if arrived != 1 else ""
+        if self._gallery is None:
+            note = "arrived after Cancel (paid; not stored: the gallery is off)"
+            line = f"{head} (paid): its image{plural} shown below, marked; the gallery is off, use Save"
+        elif not job.stored:
+            note = "arrived after Cancel (paid; not kept in the gallery)"
+            line = f"{head} (paid): its image{plural} shown below, marked, but not kept in the gallery"
+        else:
+            note = "arrived after Cancel (paid, kept in the gallery)"
+            line = f"{head}: its image{plural} {'is' if arrived == 1 else 'are'} kept, marked below."
+        if not arrived:
+            line = f"{head} (paid), but no image arrived"
+        problems = notes + job.problems
+        kind = "error" if problems or (self._gallery is not None and not job.stored) else "info"
+        return note, "; ".join([line, *problems]), kind
+
     def _idle(self) -> None:
         self._job = None
         self.generate_button.disabled = False
@@ -642,8 +671,9 @@ class Panel:
                 return
             job.cancelled = True
             self._idle()
+        where = "is shown below" if self._gallery is None else "is kept in the gallery"
         self._set_status("Cancelled: stopped waiting. If the request still completes, its image "
-                         "(already paid for) is kept in the gallery.")
+                         f"(already paid for) {where}.")
 
     def wait(self, timeout: float | None = None) -> ImageResult | None:
         """Block until the last started generation has ended; returns ``p.result``."""

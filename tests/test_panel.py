@@ -502,3 +502,30 @@ def test_an_unreadable_gallery_still_generates_and_says_so_in_one_line(client, s
     assert status.startswith("Done: openai/dall-e-3 · 1 image") and "\n" not in status
     assert "the gallery could not be read" in status and "not kept in the gallery" in status
     assert str(broken_gallery.db_path) in status
+
+
+def late_notes(p: Panel) -> list[str]:
+    card = p.results_box.children[0]
+    return [c.value for c in card.children[1].children if "indox-note" in c._dom_classes]
+
+
+def test_a_late_image_without_a_gallery_is_not_said_to_be_kept(client, server):
+    server.latency = 1.0
+    p = Panel(client, gallery=False, prompt="a late bus")
+    p.generate_button.click()
+    p.cancel_button.click()
+    assert "kept in the gallery" not in p.status.value
+    p.wait(30)
+    assert late_notes(p) == ["arrived after Cancel (paid; not stored: the gallery is off)"]
+    assert "finished after all" in p.status.value and "kept" not in p.status.value
+
+
+def test_a_late_image_that_could_not_be_stored_is_not_said_to_be_kept(client, server, broken_gallery):
+    server.latency = 1.0
+    p = Panel(client, gallery=broken_gallery, prompt="a late ferry")
+    p.generate_button.click()
+    p.cancel_button.click()
+    p.wait(30)
+    assert late_notes(p) == ["arrived after Cancel (paid; not kept in the gallery)"]
+    status = p.status.value
+    assert "finished after all" in status and "not kept in the gallery" in status and "\n" not in status
