@@ -789,9 +789,21 @@ class IndoxMagics(Magics):
             outcomes = batch.images_many(client, items, concurrency=self.concurrency, progress=True,
                                          lookup=lookup, on_result=on_result, **shared)
         except KeyboardInterrupt:
+            # batch.images_many stops sending, reports what already arrived (stored above), and
+            # lets requests already sent finish in background threads: their answers are charged
+            # but never reach on_result, so they are not kept. Say so, with numbers.
+            # Of the slots with no answer here, every worker was busy with one (so at least
+            # min(concurrency, waiting) were sent) and any of them may have been sent.
             done = sum(1 for t in seconds if t is not None)
-            self._warn(f"indox: interrupted; {done} new result(s) of {len(missing)} were kept in the "
-                       "gallery: re-run the cell to generate only the missing ones")
+            waiting = len(missing) - done
+            low = min(self.concurrency, waiting)
+            sent = f"{low}" if low == waiting else f"{low} to {waiting}"
+            note = f"indox: interrupted; {done} of {len(missing)} new result(s) were kept in the gallery"
+            if waiting:
+                note += (f"; {sent} of the other {waiting} request(s) were already sent and may still "
+                         "finish and be charged, but their images will not be kept (see %indox_usage); "
+                         "re-running sends every prompt not in the gallery again")
+            self._warn(note)
             raise
         for outcome in outcomes:
             if getattr(outcome, "from_gallery", False):

@@ -240,3 +240,30 @@ def test_grid_in_a_kernel(server, tmp_path):
     assert not [o for o in nb.cells[1].outputs if o.output_type == "error"]
     assert "ImageGrid 4 ['openai/dall-e-2', 'openai/dall-e-3']" in nb.cells[2].outputs[0]["text"]
     assert len(generation_requests(server)) == 4
+
+
+def test_interrupt_says_how_many_requests_were_still_in_flight(ip, server, monkeypatch, capsys):
+    import threading
+
+    ip.run_line_magic("config", "IndoxMagics.concurrency = 2")
+    real_store = IndoxMagics._store
+
+    def store_then_interrupt(self, call, result, key, **kw):
+        real_store(self, call, result, key, **kw)
+        raise KeyboardInterrupt  # Ctrl-C as the first result arrives
+
+    monkeypatch.setattr(IndoxMagics, "_store", store_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        cell(ip, "--each -m openai/dall-e-2 -s 256x256", "\n".join(f"prompt {i}" for i in range(5)))
+    for thread in threading.enumerate():  # the requests already sent finish in the background
+        if thread.name.startswith("indox-batch"):
+            thread.join(timeout=60)
+    err = capsys.readouterr().err
+    assert "1 of 5 new result(s) were kept in the gallery" in err
+    match = re.search(r"; (\d+) to 4 of the other 4 request\(s\) were already sent and may still "
+                      r"finish and be charged", err)
+    assert match and "re-run the cell to generate only the missing ones" not in err
+    assert len(default_gallery()) == 1
+    # the range is honest: the requests sent beyond the kept one lie within it
+    assert int(match.group(1)) == 2 and 2 <= len(generation_requests(server)) - 1 <= 4
+    assert len([line for line in err.splitlines() if line.startswith("indox:")]) == 1
