@@ -51,6 +51,7 @@ MAX_CARDS = 24  # session results kept in the panel; older ones stay in the Hist
 HISTORY_LIMIT = 24
 DEFAULT_SAVE_DIR = "indox_images"
 TICK_SECONDS = 0.5
+MODELS_TIMEOUT = 10.0  # s per request for the model list: a silent server must not freeze panel()
 CLOSED_MESSAGE = "the connection was closed; open a new panel"
 
 # Shown when the router's model list cannot be read (offline, no key yet): the public models'
@@ -102,6 +103,22 @@ def _default_client() -> tuple[Client, str | None]:
     note = (f"No API key or base URL set ({API_KEY_ENV}): the built-in local server answers "
             "with sample images at no cost.")
     return Client(base_url="local"), note
+
+
+def _list_models(client: Client) -> list[Any]:
+    """The router's model list, asked with a short timeout and no retries.
+
+    The panel's own client waits up to 600 s (image generation is slow); a server that accepts
+    the connection but never answers would freeze ``panel()`` that long. A throwaway client with
+    the same key and base URL does the listing and is closed at once.
+    """
+    from ._client import Client
+
+    core = getattr(client, "_core", None)
+    if not isinstance(client, Client) or core is None:
+        return list(client.models())
+    with Client(core.api_key, base_url=client.base_url, timeout=MODELS_TIMEOUT, max_retries=0) as quick:
+        return quick.models()
 
 
 def _gallery_or_none() -> Gallery | None:
@@ -195,7 +212,7 @@ class Panel:
 
     def _load_models(self) -> tuple[dict[str, ImageModel], str | None]:
         try:
-            listed = [m for m in self.client.models() if isinstance(m, ImageModel)]
+            listed = [m for m in _list_models(self.client) if isinstance(m, ImageModel)]
         except Exception as exc:  # offline or no key yet: the panel must still open
             listed, note = [], f"Model list unavailable ({error_line(exc, self._secrets())}); showing the built-in list."
         else:

@@ -529,3 +529,23 @@ def test_a_late_image_that_could_not_be_stored_is_not_said_to_be_kept(client, se
     assert late_notes(p) == ["arrived after Cancel (paid; not kept in the gallery)"]
     status = p.status.value
     assert "finished after all" in status and "not kept in the gallery" in status and "\n" not in status
+
+
+def test_a_server_that_never_answers_the_model_list_does_not_freeze_the_panel(gallery, monkeypatch):
+    """Connections are accepted (the listen backlog) but never answered."""
+    import socket
+
+    import indox_jupyter._panel as panel_module
+
+    monkeypatch.setattr(panel_module, "MODELS_TIMEOUT", 0.5)  # the real one is 10 s
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with Client(TEST_API_KEY, base_url=f"http://127.0.0.1:{port}") as slow:  # 600 s timeout
+            p = Panel(slow, gallery=gallery)
+            assert not slow._http.is_closed  # the panel's listing client was its own
+    assert list(p.model.options) == [m.id for m in FALLBACK_MODELS]
+    status = p.status.value
+    assert status.startswith("Model list unavailable (APITimeoutError") and "built-in list" in status
+    assert TEST_API_KEY not in status and "\n" not in status
