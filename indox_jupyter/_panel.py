@@ -337,7 +337,7 @@ class Panel:
                         f"choose one of {', '.join(map(str, box.options)) or 'none'}")
                 box.value = value
         if defaults.get("n") is not None:
-            self.n.value = int(defaults["n"])
+            self.n.value = self._checked_n(defaults["n"])
         for name in ("prompt", "negative_prompt", "save_dir"):
             if defaults.get(name) is not None:
                 getattr(self, name).value = str(defaults[name])
@@ -348,6 +348,16 @@ class Panel:
         if defaults.get("byok"):
             self._byok_secret = str(defaults["byok"])
             self._show_byok_set()
+
+    def _checked_n(self, value: Any) -> int:
+        """``n`` as given, if the chosen model offers it; the widget would silently clamp it."""
+        top = int(self.n.max)
+        n = int(value.strip()) if isinstance(value, str) and value.strip().isdigit() else value
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
+            allowed = "1" if top == 1 else f"a whole number from 1 to {top}"
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+            raise errors.ValidationError(f"n must be {allowed} for {self.model.value} (got {shown})")
+        return n
 
     # -- display -------------------------------------------------------------------------------
 

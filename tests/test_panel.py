@@ -549,3 +549,16 @@ def test_a_server_that_never_answers_the_model_list_does_not_freeze_the_panel(ga
     status = p.status.value
     assert status.startswith("Model list unavailable (APITimeoutError") and "built-in list" in status
     assert TEST_API_KEY not in status and "\n" not in status
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+def test_out_of_range_n_is_refused_not_clamped(make):
+    assert make(model="openai/dall-e-2", n=3).n.value == 3
+    for model, n in [("openai/dall-e-2", 50), ("openai/dall-e-2", 0), ("openai/dall-e-3", 2),
+                     ("openai/dall-e-2", "many"), ("openai/dall-e-2", 2.5), ("openai/dall-e-2", True)]:
+        with pytest.raises(indox_jupyter.ValidationError, match="^n must be") as info:
+            make(model=model, n=n)
+        assert "\n" not in str(info.value)
+
