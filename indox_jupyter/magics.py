@@ -9,9 +9,12 @@ One generation is a pipeline of small steps, each a method::
     _cached(call, key)       -> the stored ImageResult for the same request, or None (no I/O
                              beyond the local gallery; skipped by --new and ``cache = False``)
     _check_budget(...)       refuses before sending once the session budget is spent
-    _generate(call, request) -> ImageResult: the only step that talks to a server
-    _store(call, result)     every image received goes to the gallery before it is displayed
-    _finish(call, result)    -o NAME, --save DIR, session spend
+    _generate(call, request) -> ImageResult: asks the server (image bytes not yet fetched)
+    _store(call, result)     fetches the bytes: every image received goes to the gallery, with
+                             the cost, before it is displayed; one failed download loses nothing
+    _account(result)         session spend (counted even when an image did not arrive)
+    _keep_what_arrived(...)  a missing image is one ``indox:`` line; the others are shown
+    _finish(call, result)    -o NAME, --save DIR (a failure there is a warning, not an error)
 
 ``--each`` (a prompt per line, or a list variable) and ``-m a/x,b/y`` (several models) run the
 same steps for every (prompt, model) pair through ``batch.images_many`` and return an
