@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = ["FALLBACK_MODELS", "Panel", "panel"]
 PANEL_WIDTH = "800px"
 PREVIEW_SIDE = 384  # px of the compressed preview kept in widget state (shown at 192 px)
 THUMB_SIDE = 160
+THUMB_CACHE = 200  # History thumbnails kept in memory (least recently shown dropped first)
 MAX_CARDS = 24  # session results kept in the panel; older ones stay in the History tab
 HISTORY_LIMIT = 24
 DEFAULT_SAVE_DIR = "indox_images"
@@ -200,7 +202,7 @@ class Panel:
         self._job: _Job | None = None  # the job the UI is waiting for
         self._last_job: _Job | None = None
         self._byok_secret: str | None = None
-        self._thumbs: dict[str, bytes] = {}
+        self._thumbs: OrderedDict[str, bytes] = OrderedDict()  # sha256 -> WebP, an LRU
         self._models, model_note = self._load_models()
         self._build()
         self._apply_defaults(defaults)
@@ -805,6 +807,10 @@ class Panel:
             thumb = self._thumbs.get(entry.sha256)
             if thumb is None:
                 thumb = self._thumbs[entry.sha256] = _preview_bytes(entry.data, THUMB_SIDE)
+                while len(self._thumbs) > THUMB_CACHE:
+                    self._thumbs.popitem(last=False)
+            else:
+                self._thumbs.move_to_end(entry.sha256)
             picture: widgets.Widget = w.Image(value=thumb, format="webp", width="160px")
         except Exception as exc:
             picture = w.Label(f"not readable ({error_line(exc)})")

@@ -562,3 +562,15 @@ def test_out_of_range_n_is_refused_not_clamped(make):
             make(model=model, n=n)
         assert "\n" not in str(info.value)
 
+
+def test_history_thumbnails_are_capped(make, gallery, monkeypatch):
+    import indox_jupyter._panel as panel_module
+
+    monkeypatch.setattr(panel_module, "THUMB_CACHE", 2)
+    p = make(model="openai/dall-e-2", size="256x256")
+    for prompt in ("one kite", "two kites", "three kites"):
+        p.prompt.value = prompt
+        p.generate()
+    assert len(p.refresh_history()) == 3 and len(p.history_grid.children) == 3
+    assert len({e.sha256 for e in gallery.history()}) == 3
+    assert len(p._thumbs) == 2
