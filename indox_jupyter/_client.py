@@ -212,13 +212,14 @@ class Client(_ClientBase):
         progress: bool = True,
         lookup: Lookup | None = None,
         on_result: OnResult | None = None,
+        on_late: OnResult | None = None,
         **params: Any,
     ) -> list[ImageResult | Exception]:
         """Many prompts at once, in order; a failure fills its own slot. See ``batch``."""
         from .batch import images_many
 
         return images_many(self, prompts, concurrency=concurrency, progress=progress,
-                           lookup=lookup, on_result=on_result, **params)
+                           lookup=lookup, on_result=on_result, on_late=on_late, **params)
 
     def models(self) -> list[ImageModel]:
         """The image-generation models the router offers."""

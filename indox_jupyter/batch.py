@@ -241,6 +241,7 @@ def images_many(
     progress: bool = True,
     lookup: Lookup | None = None,
     on_result: OnResult | None = None,
+    on_late: OnResult | None = None,
     **params: Any,
 ) -> list[ImageResult | Exception]:
     """Generate one result per prompt, ``concurrency`` at a time; blocks until all are done.
@@ -249,14 +250,16 @@ def images_many(
     A prompt may be a dict of per-item parameters (``{"prompt": ..., "model": ..., "size": ...}``)
     merged over ``params``. ``lookup(prompt, model, params)`` may return a stored ImageResult to
     serve a slot without a request; ``on_result(index, outcome)`` is called for every other slot as
-    it completes (errors included). Safe to call inside a running event loop.
+    it completes (errors included). If the batch is interrupted, requests already sent still
+    finish and are paid for: ``on_late(index, outcome)`` receives each of them, from a worker
+    thread. Safe to call inside a running event loop.
     """
     concurrency = check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
     plan = _plan(client, prompts, params, lookup)
     tracker = _Tracker(plan, on_result, progress)
     try:
         if plan.jobs:
-            _run_threads(client, plan.jobs, concurrency, tracker)
+            _run_threads(client, plan.jobs, concurrency, tracker, on_late)
     finally:
         tracker.bar.close()
     return plan.results  # type: ignore[return-value]
@@ -271,11 +274,12 @@ def _generate(client: Client, request: ImageRequest) -> Outcome:
 
 
 def _run_threads(client: Client, jobs: list[tuple[int, ImageRequest]], concurrency: int,
-                 tracker: _Tracker) -> None:
+                 tracker: _Tracker, on_late: OnResult | None = None) -> None:
     """At most ``concurrency`` items in flight; outcomes handed to ``tracker`` in this thread.
 
-    On Ctrl-C (or if ``on_result`` raises) nothing more is sent; requests already in flight
-    finish in the background and are not reported.
+    On Ctrl-C (or if ``on_result`` raises) nothing more is sent. Requests already in flight
+    finish in the background: they are paid for, so each is handed to ``on_late`` from the
+    worker thread that finished it (when given).
     """
     pool = ThreadPoolExecutor(max_workers=min(concurrency, len(jobs)),
                               thread_name_prefix="indox-batch")
@@ -294,6 +298,12 @@ def _run_threads(client: Client, jobs: list[tuple[int, ImageRequest]], concurren
         if not in_callback:  # Ctrl-C: report what already arrived (it has been paid for)
             for future in [f for f in slots if f.done() and not f.cancelled()]:
                 tracker(slots.pop(future), future.result())
+        pool.shutdown(wait=False, cancel_futures=True)
+        if on_late is not None:
+            for future, index in slots.items():
+                if not future.cancelled():
+                    future.add_done_callback(
+                        lambda f, i=index: None if f.cancelled() else on_late(i, f.result()))
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -777,12 +777,15 @@ class IndoxMagics(Magics):
         def lookup(prompt: str, model: str, params: dict[str, Any]) -> ImageResult | None:
             return hits.get(self._cache_key(prompt, model, params, scope))
 
-        def on_result(index: int, outcome: Any) -> None:
-            seconds[index] = time.monotonic() - started
+        def keep(index: int, outcome: Any) -> None:
             paid = outcome if isinstance(outcome, ImageResult) else getattr(outcome, "result", None)
             if isinstance(paid, ImageResult):  # a failed download was still charged: keep the row
                 self._account(paid)
                 self._store(call, paid, keys[index], prompt=requests[index].prompt, batch_id=batch_id)
+
+        def on_result(index: int, outcome: Any) -> None:
+            seconds[index] = time.monotonic() - started
+            keep(index, outcome)
 
         items = [{"prompt": r.prompt, "model": r.model} for r in requests]
         shared: dict[str, Any] = dict(call.options, model=call.models[0])
@@ -790,22 +793,18 @@ class IndoxMagics(Magics):
             shared["byok_api_key"] = call.byok
         try:
             outcomes = batch.images_many(client, items, concurrency=self.concurrency, progress=True,
-                                         lookup=lookup, on_result=on_result, **shared)
+                                         lookup=lookup, on_result=on_result, on_late=keep, **shared)
         except KeyboardInterrupt:
-            # batch.images_many stops sending, reports what already arrived (stored above), and
-            # lets requests already sent finish in background threads: their answers are charged
-            # but never reach on_result, so they are not kept. Say so, with numbers.
-            # Of the slots with no answer here, every worker was busy with one (so at least
-            # min(concurrency, waiting) were sent) and any of them may have been sent.
+            # batch.images_many stops sending and reports what already arrived (stored above);
+            # requests already sent finish in background threads and reach ``keep`` (on_late),
+            # so what they bring is paid for and kept too. Say so, with numbers.
             done = sum(1 for t in seconds if t is not None)
             waiting = len(missing) - done
-            low = min(self.concurrency, waiting)
-            sent = f"{low}" if low == waiting else f"{low} to {waiting}"
             note = f"indox: interrupted; {done} of {len(missing)} new result(s) were kept in the gallery"
             if waiting:
-                note += (f"; {sent} of the other {waiting} request(s) were already sent and may still "
-                         "finish and be charged, but their images will not be kept (see %indox_usage); "
-                         "re-running sends every prompt not in the gallery again")
+                note += (f"; of the other {waiting}, requests already sent finish in the background "
+                         "and are kept in the gallery as they arrive; a re-run sends only the prompts "
+                         "still missing")
             self._warn(note)
             raise
         for outcome in outcomes:
