@@ -578,9 +578,8 @@ class Panel:
         failed: dict[int, str] = {}
         if self._gallery is not None:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # reported in the status line instead
-                    stored = self._gallery.add(result, source="panel", cache_key=job.key)
+                # warn=False: the status line names the failed images instead
+                stored = self._gallery.add(result, source="panel", cache_key=job.key, warn=False)
             except Exception as exc:
                 why = error_line(exc, secrets)
                 said = any(why in problem for problem in job.problems)  # the lookup's same error

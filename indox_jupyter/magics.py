@@ -672,19 +672,12 @@ class IndoxMagics(Magics):
         if getattr(result, "from_gallery", False):
             return None
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                stored = self.gallery().add(result, source="magic", cache_key=key, batch_id=batch_id,
-                                            prompt=prompt if prompt is not None else call.prompt)
+            return self.gallery().add(result, source="magic", cache_key=key, batch_id=batch_id,
+                                      prompt=prompt if prompt is not None else call.prompt, warn=report)
         except StoreError as exc:
             self._warn(f"indox: not kept in the gallery ({' '.join(str(exc).split())}); "
                        "use -o NAME or --save DIR to keep these images")
             return None
-        for warning in caught:
-            if not report and stored.failed and "could not be kept" in str(warning.message):
-                continue  # the caller names the failed images on its own line
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        return stored
 
     @staticmethod
     def _warn(message: str) -> None:
@@ -900,10 +893,14 @@ class IndoxMagics(Magics):
         if line.strip():
             raise UsageError("%indox_panel takes no arguments; use indox_jupyter.panel(model=..., size=...) "
                              "to pre-fill it")
-        if self._api_key or self.base_url:  # %indox_login or the base_url trait: share them
+        if self._api_key or self.base_url:  # %indox_login or the base_url trait: same settings
             with self._expected_errors():
-                client, _ = self.client()
-            return panel(client)
+                current, _ = self.client()
+                # Its own client: the magic closes its client when the settings change.
+                own = self._new_client(current._core.api_key, None if current.is_local else current.base_url)
+            opened = panel(own)
+            opened._owns_client = True  # panel.close() releases it
+            return opened
         return panel()
 
 

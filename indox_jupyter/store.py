@@ -523,13 +523,15 @@ class Gallery:
         cache_key: str | None = None,
         prompt: str | None = None,
         batch_id: str | None = None,
+        warn: bool = True,
     ) -> StoredImages:
         """Keep every image of ``result``; returns their entries, with ``.failed`` for the rest.
 
         ``prompt`` is the prompt after interpolation (default: the result's). ``cache_key``
         defaults to the key of the result's own prompt, requested model and params, so a client
         result added here is found again by :meth:`lookup`. A result that itself came from the
-        gallery is not stored again (it was not paid for twice).
+        gallery is not stored again (it was not paid for twice). ``warn=False`` when the caller
+        reports ``.failed`` itself (one line for the user, not two).
         """
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)} (got {source!r})")
@@ -611,7 +613,7 @@ class Gallery:
             )
             for row_id, item in zip(ids, ready)
         ]
-        if failed:
+        if failed and warn:
             warnings.warn(
                 f"{len(failed)} of {count} images could not be kept in the gallery "
                 f"({failed[0].error}); the other {len(entries)} were stored",

@@ -544,3 +544,15 @@ def test_connection_traits_configured_before_load(shell, server, monkeypatch):
     finally:
         shell.extension_manager.unload_extension("indox_jupyter")
         shell.config = saved
+
+
+def test_indox_panel_gets_its_own_client_with_the_session_key(ip, server, monkeypatch):
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": TEST_API_KEY)
+    ip.run_line_magic("indox_login", "")
+    opened = ip.run_line_magic("indox_panel", "")
+    shared, _ = magics(ip).client()
+    assert opened.client is not shared and opened.client.base_url == shared.base_url
+    assert opened.client._core.api_key == TEST_API_KEY
+    ip.run_line_magic("indox_login", "")  # the magic replaces its client: the panel's lives on
+    opened.close()
+    assert opened.client._http.is_closed and not magics(ip).client()[0]._http.is_closed
