@@ -373,7 +373,7 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -418,7 +418,7 @@ _HINTS = {
 def status_error(response: httpx.Response, secrets: tuple[str | None, ...] = (), attempts: int = 1) -> errors.IndoxRouterError:
     """The exception for an error response, with the server's detail made safe to show."""
     status = response.status_code
-    detail = _one_line(redact(describe_body(response), secrets))
+    detail = one_line(redact(describe_body(response), secrets))
     lowered = detail.lower()
     cls, summary = _STATUS_TEXT.get(status, (errors.APIError, "Unexpected answer"))
     if status >= 500 and status not in _STATUS_TEXT:
@@ -458,7 +458,7 @@ def parse_json(response: httpx.Response, secrets: tuple[str | None, ...] = ()) -
     except (ValueError, UnicodeDecodeError):
         kind = describe_body(response) or "an empty body"
         raise errors.APIError(
-            f"The server answered HTTP {response.status_code} with {_one_line(redact(kind, secrets), 120)} "
+            f"The server answered HTTP {response.status_code} with {one_line(redact(kind, secrets), 120)} "
             "instead of JSON; is the base URL an IndoxRouter API?",
             status_code=response.status_code,
         ) from None
@@ -478,7 +478,7 @@ def parse_image_response(
     if not isinstance(payload, Mapping):
         raise errors.APIError("The image response is not a JSON object", status_code=response.status_code)
     if payload.get("success") is False:
-        detail = _one_line(redact(str(payload.get("message") or payload.get("detail") or "no reason given"), secrets))
+        detail = one_line(redact(str(payload.get("message") or payload.get("detail") or "no reason given"), secrets))
         raise errors.ProviderError(f"The provider reported a failure: {detail}", detail=detail)
     data = payload.get("data")
     if not isinstance(data, list) or not data:
@@ -650,7 +650,7 @@ class ClientCore:
                     yield Sleep(self.policy.delay(attempt - 1))
                     continue
                 where = self.base_url if not self.local else "the local server"
-                reason = _one_line(redact(str(exc) or type(exc).__name__, self.secrets), 120)
+                reason = one_line(redact(str(exc) or type(exc).__name__, self.secrets), 120)
                 message = f"{what}: could not reach {where} ({reason})"
                 if delivered and not replayable:
                     message = (
@@ -659,7 +659,7 @@ class ClientCore:
                     )
                 raise errors.NetworkError(message) from None
             except httpx.RequestError as exc:  # an answer we could not decode, too many redirects
-                reason = _one_line(redact(str(exc) or type(exc).__name__, self.secrets), 120)
+                reason = one_line(redact(str(exc) or type(exc).__name__, self.secrets), 120)
                 raise errors.APIError(
                     f"{what}: the answer could not be read ({reason})"
                     + ("; the request may have completed (check usage() before retrying)"

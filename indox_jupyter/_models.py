@@ -18,7 +18,7 @@ from ._download import VerifiedImage, decode_b64_image, fetch_image
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
 class GeneratedImage:
@@ -91,7 +91,7 @@ class GeneratedImage:
 
     @property
     def extension(self) -> str:
-        return _EXTENSIONS.get(self.mime_type, ".img")
+        return EXTENSIONS.get(self.mime_type, ".img")
 
     def to_pil(self) -> PILImage:
         import io
@@ -127,8 +127,9 @@ class GeneratedImage:
 
     def __repr__(self) -> str:
         parts = [f"index={self.index}"]
-        if self.url:
-            shown = self.url if len(self.url) <= 60 else self.url[:57] + "…"
+        if self.url:  # without the query: signed provider URLs carry their token there
+            bare = self.url.split("?", 1)[0]
+            shown = bare if len(bare) <= 60 else bare[:57] + "…"
             parts.append(f"url={shown!r}")
         if self.revised_prompt:
             rp = self.revised_prompt

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._core import one_line  # the same one-line shortening as the client's errors
+
 if TYPE_CHECKING:
     from ._models import GeneratedImage, ImageModel, ImageResult
 
@@ -166,7 +168,7 @@ def error_line(exc: BaseException, secrets: Iterable[str | None] = (), limit: in
     from ._redact import redact
 
     text = " ".join(redact(str(exc), secrets).split()) or "no details"
-    return _one_line(f"{type(exc).__name__}: {text}", limit)
+    return one_line(f"{type(exc).__name__}: {text}", limit)
 
 
 def _sizes(result: ImageResult) -> str:
@@ -393,11 +395,6 @@ def _short_value(value: Any) -> str:
     return str(value)[:80]
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 # ---------------------------------------------------------------------------------------------
 # Grids of several prompts and/or models (%%indox_image --each, -m a/x,b/y)
 
@@ -451,9 +448,9 @@ class ImageGrid(list):  # list[ImageResult | Exception], row-major: prompts x mo
 
     def error_text(self, index: int) -> str:
         if index in self.errors:
-            return _one_line(self.errors[index])
+            return one_line(self.errors[index])
         outcome = self[index]
-        return _one_line(f"{type(outcome).__name__}: {outcome}")
+        return one_line(f"{type(outcome).__name__}: {outcome}")
 
     def __repr__(self) -> str:
         return plain_grid(self)
@@ -482,7 +479,7 @@ def _grid_cell(grid: ImageGrid, index: int, options: PreviewOptions) -> str:
         try:
             preview = _preview(image, options)
         except Exception as exc:
-            reason = html.escape(_one_line(f"{type(exc).__name__}: {exc}"))
+            reason = html.escape(one_line(f"{type(exc).__name__}: {exc}"))
             pictures.append(f'<div style="padding:12px;{_MUTED}">image {image.index} could not be shown '
                             f"({reason})</div>")
             continue
@@ -554,7 +551,7 @@ def plain_grid(grid: ImageGrid) -> str:
             detail = f"{len(outcome.images)} image(s) · {how}{took}"
         else:
             detail = f"failed: {grid.error_text(index)}"
-        lines.append(f"[{_one_line(prompt, 80)}] {model}: {detail}")
+        lines.append(f"[{one_line(prompt, 80)}] {model}: {detail}")
     return "\n".join(lines)
 
 
@@ -593,7 +590,7 @@ def _entry_thumb(entry: Any, options: PreviewOptions) -> str:
     try:
         preview = encode_preview(entry.data, options)
     except Exception as exc:  # missing or corrupt file: say so, never raise from a display
-        reason = html.escape(_one_line(str(exc) or type(exc).__name__, 200))
+        reason = html.escape(one_line(str(exc) or type(exc).__name__, 200))
         return (f'<div style="width:{options.max_side}px;padding:8px;border:1px dashed rgba(220,50,50,.7);'
                 f'border-radius:6px;font-size:11px">file unavailable: {reason}</div>')
     alt = html.escape(entry.prompt or "stored image", quote=True)
@@ -638,9 +635,9 @@ def plain_history(entries: Sequence[Any], note: str | None = None) -> str:
     lines = []
     for entry in entries:
         lines.append(f"{_when(entry)} · {entry.model or 'unknown model'} · {money(entry.cost)} · "
-                     f"{_one_line(entry.prompt or '(no prompt)', 120)}")
+                     f"{one_line(entry.prompt or '(no prompt)', 120)}")
         if entry.revised_prompt:
-            lines.append(f"    revised: {_one_line(entry.revised_prompt, 160)}")
+            lines.append(f"    revised: {one_line(entry.revised_prompt, 160)}")
     if note:
         lines.append(note)
     return "\n".join(lines) or "no stored images match"

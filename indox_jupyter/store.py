@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import _cachekey
 from ._cachekey import cache_key, scrub
 from ._download import sniff_mime
-from ._models import GeneratedImage, ImageResult
+from ._models import EXTENSIONS, GeneratedImage, ImageResult
 from .errors import StoreError
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
 TEMP_MAX_AGE_S = 3600.0
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 # One id per process: lets the magic ask "what did this kernel spend" without trusting clocks.
 SESSION_ID = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -466,7 +465,7 @@ class Gallery:
     # -- files ---------------------------------------------------------------------------------
 
     def _relative_file(self, sha: str, mime: str) -> str:
-        return f"{IMAGES_DIR}/{sha[:2]}/{sha}.{_EXTENSIONS.get(mime, 'img')}"
+        return f"{IMAGES_DIR}/{sha[:2]}/{sha}{EXTENSIONS.get(mime, '.img')}"
 
     def _write_file(self, relative: str, data: bytes, sha: str) -> None:
         """Atomically place ``data`` at ``relative``, unless an intact copy is already there."""
