@@ -62,7 +62,7 @@ from ._core import (
 )
 from ._models import ImageResult
 from ._redact import redact
-from .errors import IndoxRouterError, NetworkError, StoreError, ValidationError
+from .errors import ImageDownloadError, IndoxRouterError, NetworkError, StoreError, ValidationError
 from .render import (
     GRID_PREVIEW,
     HistoryView,
@@ -800,9 +800,22 @@ class IndoxMagics(Magics):
                          "still missing")
             self._warn(note)
             raise
-        for outcome in outcomes:
+        for index, outcome in enumerate(outcomes):
             if getattr(outcome, "from_gallery", False):
                 self.gallery_hits += 1
+            paid = getattr(outcome, "result", None)
+            if isinstance(outcome, ImageDownloadError) and isinstance(paid, ImageResult):
+                # Some images of a paid result did not arrive: show the ones that did (they are
+                # in the gallery already) and name the failure on one line, as a single cell does.
+                # (The gallery tries each image once more when it stores the result.)
+                arrived = [image for image in paid.images if image.loaded]
+                if arrived and len(arrived) < len(paid.images):
+                    self._warn(f"indox: {requests[index].model} for prompt {index // len(call.models) + 1}: "
+                               f"{len(paid.images) - len(arrived)} of {len(paid.images)} image(s) did not "
+                               f"arrive ({error_line(outcome, call.secrets, limit=160)}); showing the rest")
+                if arrived:
+                    paid.images = arrived
+                    outcomes[index] = paid
         errors = {i: error_line(o, call.secrets) for i, o in enumerate(outcomes) if isinstance(o, BaseException)}
         grid = ImageGrid(call.prompts, call.models, outcomes, seconds=seconds, errors=errors,
                          options=self.grid_preview_options())

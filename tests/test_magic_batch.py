@@ -273,3 +273,22 @@ def test_interrupted_grid_keeps_every_paid_result(ip, server, monkeypatch, capsy
     monkeypatch.setattr(IndoxMagics, "_store", real_store)
     cell(ip, "--each -m openai/dall-e-2 -s 256x256", "\n".join(f"prompt {i}" for i in range(5)))
     assert len(generation_requests(server)) == 5
+
+
+def test_grid_cell_with_a_lost_image_shows_the_images_that_arrived(ip, server, capsys):
+    # the batch's download and the gallery's second try both meet the expired URL
+    server.script(Fault(path="/files/*", status=403, body="expired", times=2))
+    grid = cell(ip, "--each -m openai/dall-e-2 -s 256x256 -n 2", "a paper boat")
+    (outcome,) = grid.results
+    assert isinstance(outcome, ImageResult) and len(outcome.images) == 1
+    assert len(default_gallery()) == 1  # the image that arrived is kept; the charge is recorded
+    err = capsys.readouterr().err
+    assert "1 of 2 image(s) did not arrive" in err and "HTTP 403" in err
+
+
+def test_grid_cell_recovers_an_image_the_gallery_could_fetch_again(ip, server, capsys):
+    server.script(Fault(path="/files/*", status=403, body="expired"))  # one failure only
+    grid = cell(ip, "--each -m openai/dall-e-2 -s 256x256 -n 2", "a paper boat")
+    (outcome,) = grid.results
+    assert isinstance(outcome, ImageResult) and len(outcome.images) == 2
+    assert "did not arrive" not in capsys.readouterr().err
