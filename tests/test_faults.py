@@ -446,17 +446,23 @@ def _(c: Ctx) -> None:
     assert len(c.files()) == 6
 
 
+def peak_memory(action) -> int:
+    """Peak bytes Python allocated while ``action`` ran."""
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @row("huge-body-200mb", "the image URL streams 200 MB of PNG-looking junk, no Content-Length (cap set to 2 MB)",
      "ImageDownloadError 'larger than the 2 MB limit'; reading stops at the cap (peak memory < 8 MB)")
 def _(c: Ctx) -> None:
     result = c.client.images("a fox")
     c.server.script(Fault(path=FILES, action="huge", status=200, size=200 * MB))
-    tracemalloc.start()
-    try:
-        raises(ij.ImageDownloadError, lambda: result.images[0].data, "larger than the 2 MB limit")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_memory(lambda: raises(ij.ImageDownloadError, lambda: result.images[0].data,
+                                      "larger than the 2 MB limit"))
     assert peak < 8 * MB, peak
 
 
@@ -466,12 +472,8 @@ def _(c: Ctx) -> None:
     result = c.client.images("a fox")
     c.server.script(Fault(path=FILES, action="huge", status=200, size=4 * MB,
                           headers={"Content-Length": str(200 * MB)}))
-    tracemalloc.start()
-    try:
-        raises(ij.ImageDownloadError, lambda: result.images[0].data, "larger than the 2 MB limit")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_memory(lambda: raises(ij.ImageDownloadError, lambda: result.images[0].data,
+                                      "larger than the 2 MB limit"))
     assert peak < 2 * MB, peak
 
 
