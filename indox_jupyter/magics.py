@@ -551,7 +551,7 @@ class IndoxMagics(Magics):
         return build_image_request(call.prompt, call.model, byok_api_key=call.byok, **call.options)
 
     def _generate(self, call: ImageCall, request: ImageRequest) -> ImageResult:
-        """Ask a server for the images (the one step with I/O) and fetch their bytes."""
+        """Ask a server for the images (the one step that talks to it; ``_store`` fetches the bytes)."""
         if call.client_name is not None:
             from ._adapt import adapt_result, call_foreign, check_client
 
@@ -596,8 +596,6 @@ class IndoxMagics(Magics):
         first = errors_by_index.get(names[0], "download failed")
         cost = f" ({money(result.cost)})" if result.cost else ""
         if len(missing) == count:
-            from .errors import ImageDownloadError
-
             raise ImageDownloadError(
                 f"{_images(names)} of {count} did not arrive ({first}); the generation was "
                 f"charged{cost} and is recorded in the gallery and this session's spend"
