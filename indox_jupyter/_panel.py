@@ -14,6 +14,10 @@ no second code path to the router. Design points, each with its reason:
   clears itself as soon as the value reaches the kernel (it only syncs on Enter or blur).
 * **No traceback in the log.** Every callback is guarded: errors become one line in the status
   area; an unexpected bug also leaves its traceback in a collapsed "Details" box of the panel.
+* **Compare models side by side.** "Compare with" (under Advanced) sends the same prompt to the
+  main model and each selected model at once (``batch.images_many``), one column per model. Each
+  model gets only the options it takes; where the chosen value does not apply it gets its own
+  default, and the status line says so. One model failing shows its error in its column only.
 * **Standard widgets only**, no custom JavaScript: works in JupyterLab 4, Notebook 7, VS Code and
   Colab. Previews are compressed WebP (``render.encode_preview``), never the full PNG.
 """
@@ -21,6 +25,7 @@ no second code path to the router. Design points, each with its reason:
 from __future__ import annotations
 
 import hashlib
+import html
 import threading
 import time
 import traceback
@@ -77,9 +82,13 @@ FALLBACK_MODELS: tuple[ImageModel, ...] = (
 )
 
 _DEFAULT_NAMES = frozenset({
-    "prompt", "model", "size", "aspect_ratio", "n", "quality", "style", "negative_prompt",
-    "seed", "byok", "save_dir", "use_cache",
+    "prompt", "model", "compare", "size", "aspect_ratio", "n", "quality", "style",
+    "negative_prompt", "seed", "byok", "save_dir", "use_cache",
 })
+# The choosable options, each with the ImageModel field that lists what a model offers.
+_CHOICES = (("size", "sizes"), ("aspect_ratio", "aspect_ratios"), ("quality", "qualities"),
+            ("style", "styles"))
+COMPARE_COLUMNS = 3  # columns of a comparison at the panel's 800 px; more models wrap
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +140,13 @@ def _gallery_or_none() -> Gallery | None:
     return default_gallery()
 
 
+def _preselected(model: ImageModel, name: str) -> str | None:
+    """What the panel pre-selects for option ``name`` of ``model`` (see ``Panel._on_model``)."""
+    values = tuple(getattr(model, dict(_CHOICES)[name]))
+    preferred = None if name == "aspect_ratio" else (model.details or {}).get(f"default_{name}")
+    return preferred if preferred in values else (values[0] if values else None)
+
+
 def _closed_client_error(exc: BaseException) -> errors.NetworkError | None:
     """httpx's "client has been closed" RuntimeError, as the one-line error the panel shows."""
     if isinstance(exc, RuntimeError) and "client has been closed" in str(exc):
@@ -154,6 +170,10 @@ class _Job:
     missing: list[tuple[int, str]] = field(default_factory=list)  # (index, why): never arrived
     problems: list[str] = field(default_factory=list)  # gallery trouble, one phrase each
     stored: bool = False  # every image that arrived is in the gallery
+    # A comparison: one sub-job per model, the main model first (each sub-job's ``done`` says
+    # its outcome is settled), and what was sent differently from the controls, one phrase each.
+    parts: list[_Job] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +218,9 @@ class Panel:
         )
         self.result: ImageResult | None = None
         self.results: list[ImageResult] = []  # this session's results, newest first
+        # The last finished generation's outcome per model (main model first): an ImageResult,
+        # or the exception that model's request ended with.
+        self.results_by_model: dict[str, ImageResult | BaseException] = {}
         self._lock = threading.Lock()
         self._job: _Job | None = None  # the job the UI is waiting for
         self._last_job: _Job | None = None
@@ -263,8 +286,23 @@ class Panel:
         self.save_dir = w.Text(value=DEFAULT_SAVE_DIR, description="Save to", style=initial,
                                layout=w.Layout(width="440px"))
         self._extras_row = w.HBox([self.seed], layout=w.Layout())
+        # Its value is the tuple of extra model ids; the main model is never among the options.
+        self.compare = w.SelectMultiple(options=[i for i in ids if i != start], value=(),
+                                        rows=min(5, max(len(ids) - 1, 2)), description="Compare with",
+                                        style=initial, layout=w.Layout(width="400px", flex="0 0 auto"))
+        self.compare.add_class("indox-compare-models")
+        compare_hint = w.HTML(
+            '<div style="font-size:12px;line-height:1.4;opacity:.75">Ctrl / ⌘-click to pick '
+            "several. Generate then sends the prompt to the main model and each of these at once "
+            "and shows them side by side; each gets only the options it takes.</div>",
+            layout=w.Layout(flex="1 1 160px", min_width="0", margin="0 0 0 12px"))
+        self.compare_clear = w.Button(description="Clear", layout=w.Layout(width="auto"),
+                                      tooltip="Compare with no other model")
+        compare_row = w.HBox([self.compare, w.VBox([compare_hint, self.compare_clear],
+                                                    layout=w.Layout(flex="1 1 160px", min_width="0"))],
+                             layout=w.Layout(align_items="flex-start", margin="0 0 6px 0"))
         advanced = w.VBox([
-            self.negative_prompt, self._extras_row,
+            compare_row, self.negative_prompt, self._extras_row,
             w.HBox([self.byok, self.forget_byok_button], layout=w.Layout(align_items="center")),
             self.save_dir, self.use_cache,
         ], layout=w.Layout())
@@ -310,6 +348,8 @@ class Panel:
         self.widget.add_class("indox-panel")
 
         self.model.observe(self._guard(self._on_model), names="value")
+        self.compare.observe(self._guard(self._on_compare), names="value")
+        self.compare_clear.on_click(self._guard(lambda _b: setattr(self.compare, "value", ())))
         self.byok.observe(self._guard(self._on_byok), names="value")
         self.forget_byok_button.on_click(self._guard(lambda _b: self.forget_byok()))
         self.generate_button.on_click(self._guard(lambda _b: self._start()))
@@ -329,6 +369,8 @@ class Panel:
                 self._models[model] = ImageModel(model, provider, name or model)
                 self.model.options = list(self._models)
             self.model.value = model
+        if defaults.get("compare"):
+            self.set_compare(defaults["compare"])
         for name in ("size", "aspect_ratio", "quality", "style"):
             value = defaults.get(name)
             if value is not None:
@@ -398,6 +440,10 @@ class Panel:
 
     def _unexpected(self, exc: BaseException) -> None:
         self._set_status(f"Unexpected error: {error_line(exc, self._secrets())} (see Details)", "error")
+        self._details_of(exc)
+
+    def _details_of(self, exc: BaseException) -> None:
+        """The traceback of an unexpected error, redacted, in the collapsed Details box."""
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self._details.outputs = ()
         self._details.append_stdout(redact(text, self._secrets()))
@@ -428,10 +474,8 @@ class Panel:
             box.layout.display = None if values else "none"
 
         details = model.details or {}
-        offer(self.size, model.sizes, details.get("default_size"))
-        offer(self.aspect_ratio, model.aspect_ratios, None)
-        offer(self.quality, model.qualities, details.get("default_quality"))
-        offer(self.style, model.styles, details.get("default_style"))
+        for name, listing in _CHOICES:
+            offer(getattr(self, name), getattr(model, listing), _preselected(model, name))
         top = model.max_n or 10
         self.n.max = top
         self.n.value = min(self.n.value, top)
@@ -441,6 +485,51 @@ class Panel:
         self.negative_prompt.layout.display = None if takes("negative_prompt") else "none"
         self._extras_row.layout.display = None if takes("seed") else "none"
         self._takes = takes
+        self._offer_compare()
+
+    # -- comparing models ----------------------------------------------------------------------
+
+    def _offer_compare(self) -> None:
+        """Every model but the main one; a still-valid selection is kept."""
+        compare = getattr(self, "compare", None)
+        if compare is None:
+            return
+        options = [i for i in self._models if i != self.model.value]
+        kept = tuple(i for i in compare.value if i in options)
+        if list(compare.options) != options:
+            compare.options = options
+        if tuple(compare.value) != kept:
+            compare.value = kept
+        self._on_compare({"new": compare.value})
+
+    def _on_compare(self, change: Mapping[str, Any]) -> None:
+        count = len(change["new"] or ())
+        title = "Advanced" if not count else f"Advanced · comparing with {count} other model{'s' if count != 1 else ''}"
+        if tuple(self.advanced.titles) != (title,):
+            self.advanced.titles = (title,)
+
+    def set_compare(self, models: str | Sequence[str]) -> tuple[str, ...]:
+        """Compare with these models (ids, or one comma-separated string); returns the selection.
+
+        Same as picking them in "Compare with". A model the router's list does not know is
+        offered anyway (as with ``panel(model=...)``); the main model is left out.
+        """
+        from ._core import check_model
+
+        wanted = models.split(",") if isinstance(models, str) else list(models)
+        ids: list[str] = []
+        for item in wanted:
+            if not isinstance(item, str) or not item.strip():
+                continue
+            provider, name = check_model(item)
+            model_id = item.strip()
+            if model_id not in self._models:  # offered for comparing (the Model list stays as is)
+                self._models[model_id] = ImageModel(model_id, provider, name)
+            if model_id != self.model.value and model_id not in ids:
+                ids.append(model_id)
+        self._offer_compare()
+        self.compare.value = tuple(ids)
+        return tuple(self.compare.value)
 
     def _on_byok(self, change: Mapping[str, Any]) -> None:
         value = change["new"]
@@ -487,15 +576,96 @@ class Panel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the controls only offer what the model takes
             request = build_image_request(**kwargs)  # ValidationError before anything is sent
-        key = None
-        if self._gallery is not None and self.use_cache.value:
-            from ._cachekey import cache_key, server_scope
-
-            key = cache_key(request.prompt, request.model, request.public_params,
-                            server=server_scope(self.client))
+        key = self._key(request)
         if self._byok_secret:
             kwargs["byok_api_key"] = self._byok_secret
         return kwargs, key
+
+    def _key(self, request: Any) -> str | None:
+        """The gallery key of a checked request (scoped by server), or None: no reuse wanted."""
+        if self._gallery is None or not self.use_cache.value:
+            return None
+        from ._cachekey import cache_key, server_scope
+
+        return cache_key(request.prompt, request.model, request.public_params,
+                         server=server_scope(self.client))
+
+    def _compare_request(self, model_id: str, main: Mapping[str, Any]) -> tuple[_Job, list[str]]:
+        """One compared model's sub-job: the main request's values where this model takes them,
+        its own default where it does not; and what differs from the controls, one phrase each."""
+        info = self._models.get(model_id)
+        if info is None:
+            provider, _, name = model_id.partition("/")
+            info = ImageModel(model_id, provider, name or model_id)
+        details = info.details or {}
+        main_info = self._models.get(str(main["model"]))
+        kwargs: dict[str, Any] = {"prompt": main["prompt"], "model": model_id}
+        changed: list[str] = []
+        for name, listing in _CHOICES:
+            chosen = main.get(name)
+            if chosen is None:
+                continue
+            offered = tuple(getattr(info, listing))
+            label = name.replace("_", " ")
+            if chosen in offered:
+                kwargs[name] = chosen
+            elif offered:
+                default = details.get(f"default_{name}")
+                if default in offered:
+                    kwargs[name] = default
+                    changed.append(f"{label} {default}, its default ({chosen} not offered)")
+                else:
+                    changed.append(f"its default {label} ({chosen} not offered)")
+            elif main_info is None or chosen != _preselected(main_info, name):
+                # A model without this option: worth saying, unless the value is only what the
+                # panel pre-selects for the main model (its default), not the user's choice.
+                changed.append(f"without {label}")
+        n = int(main.get("n", 1))
+        top = info.max_n or 10
+        kwargs["n"] = min(n, top)
+        if n > top:
+            changed.append(f"n={top}, its maximum")
+        extras = details.get("supported_extras")
+        for name in ("negative_prompt", "seed"):
+            if name in main:
+                if extras is None or name in extras:
+                    kwargs[name] = main[name]
+                else:
+                    changed.append(f"without {name.replace('_', ' ')}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            request = build_image_request(**kwargs)  # ValidationError before anything is sent
+        for name in request.dropped:  # the provider's rules leave it out: not sent, so say so
+            kwargs.pop(name, None)
+            changed.append(f"without {name.replace('_', ' ')}")
+        key = self._key(request)
+        if "byok_api_key" in main:
+            kwargs["byok_api_key"] = main["byok_api_key"]
+        kwargs["model"] = request.model
+        return _Job(kwargs, key, request.model), changed
+
+    def _prepare(self) -> _Job:
+        """The job a Generate runs: one request, or one per model when comparing."""
+        kwargs, key = self._request()
+        n = kwargs.get("n", 1)
+        others = [m for m in self.compare.value if m != kwargs["model"]]
+        if not others:
+            return _Job(kwargs, key, f"{kwargs['model']} · {n} image{'s' if n != 1 else ''}")
+        parts = [_Job(dict(kwargs), key, kwargs["model"])]
+        notes = []
+        for model_id in others:
+            part, changed = self._compare_request(model_id, kwargs)
+            if any(p.label == part.label for p in parts):
+                continue
+            parts.append(part)
+            if changed:
+                notes.append(f"{part.label}: {', '.join(changed)}")
+        job = _Job(kwargs, key, self._compare_label(len(parts), 0), parts=parts, notes=notes)
+        return job
+
+    @staticmethod
+    def _compare_label(total: int, done: int) -> str:
+        return f"{total} models ({done} of {total} done)"
 
     def _lookup(self, job: _Job) -> ImageResult | None:
         """The stored result of the same request, or None. A gallery that cannot be read does
@@ -514,17 +684,29 @@ class Panel:
 
         Errors are raised (and shown in the status line); a result is stored, shown and kept
         in ``p.result`` exactly as after a click.
+
+        When comparing (``p.compare.value`` names other models), every model is asked at once
+        and this still returns the *main* model's result (also ``p.result``), or raises the main
+        model's error after every column is shown. ``p.results_by_model`` maps each model id,
+        main model first, to its ImageResult or to the exception its request ended with (a
+        compared model's failure is never raised).
         """
         with self._lock:
             if self._job is not None:
                 raise RuntimeError("a generation is already running; wait for it or press Cancel")
             try:
-                kwargs, key = self._request()
+                job = self._prepare()
             except errors.IndoxRouterError as exc:
                 self._set_status(error_line(exc, self._secrets()), "error")
                 raise
-            job = self._begin(kwargs, key)
+            self._begin(job)
         self._work(job)
+        if job.parts and job.error is None:
+            main = job.parts[0]
+            if main.error is not None:
+                raise main.error
+            assert main.result is not None
+            return main.result
         if job.error is not None:
             raise job.error
         assert job.result is not None
@@ -535,16 +717,14 @@ class Panel:
         with self._lock:
             if self._job is not None:  # a second click while running: never a second charge
                 return
-            kwargs, key = self._request()
-            job = self._begin(kwargs, key)
+            job = self._prepare()
+            self._begin(job)
         job.thread = threading.Thread(target=self._work, args=(job,), daemon=True,
                                       name="indox-panel-generate")
         job.thread.start()
         threading.Thread(target=self._tick, args=(job,), daemon=True, name="indox-panel-tick").start()
 
-    def _begin(self, kwargs: dict[str, Any], key: str | None) -> _Job:
-        n = kwargs.get("n", 1)
-        job = _Job(kwargs, key, f"{kwargs['model']} · {n} image{'s' if n != 1 else ''}")
+    def _begin(self, job: _Job) -> _Job:
         self._job = self._last_job = job
         self.generate_button.disabled = True
         self.cancel_button.layout.display = None
@@ -555,16 +735,76 @@ class Panel:
 
     def _work(self, job: _Job) -> None:
         try:
-            result = self._lookup(job)
-            if result is None:
-                result = self.client.images(**job.kwargs)
-                self._keep(result, job)
-            job.result = result
+            if job.parts:
+                self._work_compare(job)
+            else:
+                result = self._lookup(job)
+                if result is None:
+                    result = self.client.images(**job.kwargs)
+                    self._keep(result, job)
+                job.result = result
         except BaseException as exc:  # reported in the panel; never escapes a thread
             job.error = _closed_client_error(exc) or exc
         finally:
             job.done.set()
-        self._finish(job)
+        if job.parts:
+            self._finish_compare(job)
+        else:
+            self._finish(job)
+
+    def _work_compare(self, job: _Job) -> None:
+        """Every model at once through ``batch.images_many``; each result is stored as it arrives.
+
+        ``lookup`` serves an unchanged request from the gallery (the single path's key), and
+        ``on_result`` stores each outcome in this thread. If the wait is interrupted (Ctrl-C
+        during ``p.generate()``), requests already sent still finish and are paid for:
+        ``on_late`` stores and shows each of them, marked.
+        """
+        from . import batch
+
+        parts = job.parts
+        by_model = {part.label: part for part in parts}
+
+        def lookup(prompt: str, model: str, params: dict[str, Any]) -> ImageResult | None:
+            part = by_model.get(model)
+            return None if part is None else self._lookup(part)
+
+        def on_result(index: int, outcome: Any) -> None:
+            self._settle(parts[index], outcome)
+            job.label = self._compare_label(len(parts), sum(p.done.is_set() for p in parts))
+
+        def on_late(index: int, outcome: Any) -> None:
+            try:
+                part = parts[index]
+                self._settle(part, outcome)
+                if part.result is not None:
+                    note, _line, _kind = self._late(part, part.result)
+                    self._add_compare([part], note=note.replace("Cancel", "the interruption"))
+            except Exception as exc:  # a worker thread: never a traceback in the log
+                self._unexpected(exc)
+
+        items = [{k: v for k, v in part.kwargs.items() if k != "byok_api_key"} for part in parts]
+        shared = {"byok_api_key": job.kwargs["byok_api_key"]} if "byok_api_key" in job.kwargs else {}
+        outcomes = batch.images_many(self.client, items, concurrency=len(items), progress=False,
+                                     lookup=lookup, on_result=on_result, on_late=on_late, **shared)
+        for part, outcome in zip(parts, outcomes):
+            self._settle(part, outcome)  # the slots served from the gallery
+        job.result, job.error = parts[0].result, None
+
+    def _settle(self, part: _Job, outcome: Any) -> None:
+        """One model's outcome: a result is stored (a paid one whose download failed too)."""
+        if part.done.is_set():
+            return
+        try:
+            paid = outcome if isinstance(outcome, ImageResult) else getattr(outcome, "result", None)
+            if isinstance(paid, ImageResult):
+                if not getattr(paid, "from_gallery", False):
+                    self._keep(paid, part)  # stores it; names each image that did not arrive
+                part.result = paid
+            else:
+                part.error = _closed_client_error(outcome) or outcome
+        finally:
+            part.done.set()
 
     def _keep(self, result: ImageResult, job: _Job) -> None:
         """Store first, as the magic does, then fetch whatever the gallery did not.
@@ -648,6 +888,76 @@ class Panel:
         except Exception as exc:
             self._unexpected(exc)
 
+    def _finish_compare(self, job: _Job) -> None:
+        """Show every model's column (one row), store nothing more (``_settle`` did), one line."""
+        try:
+            with self._lock:
+                if self._job is job:
+                    self._idle()
+            settled = [part for part in job.parts if part.done.is_set()]
+            if job.error is not None and not settled:
+                if isinstance(job.error, errors.IndoxRouterError):
+                    self._set_status(error_line(job.error, self._secrets()), "error")
+                elif isinstance(job.error, Exception):
+                    self._unexpected(job.error)
+                elif not job.cancelled:  # Ctrl-C while p.generate() waited
+                    self._set_status("Interrupted: stopped waiting. Requests already sent still finish; "
+                                     "what they bring is kept in the gallery and shown, marked.", "error")
+                return
+            if job.cancelled:
+                late = [part for part in settled if part.result is not None]
+                notes = {part.label: self._late(part, part.result)[0] for part in late if part.result}
+                self._add_compare(settled, notes=notes)
+                if self._job is None:  # not while the user waits for a newer request
+                    kept = all(part.stored or getattr(part.result, "from_gallery", False) for part in late)
+                    where = "kept in the gallery" if kept and self._gallery is not None else "shown below"
+                    self._set_status(f"A cancelled comparison finished after all: {len(late)} of "
+                                     f"{len(job.parts)} results {where}, marked.",
+                                     "info" if kept else "error")
+                return
+            self.results_by_model = {part.label: (part.result if part.result is not None else part.error)
+                                     for part in settled}  # type: ignore[misc]
+            main = job.parts[0]
+            if main.result is not None:
+                self.result = main.result
+            self._add_compare(settled)
+            for part in settled:  # a bug, not a refusal: its traceback goes to Details
+                if part.error is not None and not isinstance(part.error, errors.IndoxRouterError):
+                    self._details_of(part.error)
+                    break
+            line, kind = self._compare_line(job)
+            self._set_status(line, kind)
+        except Exception as exc:
+            self._unexpected(exc)
+
+    def _compare_line(self, job: _Job) -> tuple[str, str]:
+        """One line for a comparison: counts and cost, then what was sent differently, then
+        images that did not arrive and gallery trouble (each only once)."""
+        parts = job.parts
+        failed = [p for p in parts if p.result is None]
+        served = [p for p in parts if p.result is not None and getattr(p.result, "from_gallery", False)]
+        new = [p for p in parts if p.result is not None and p not in served]
+        counts = []
+        if new:
+            costs = [p.result.cost for p in new if p.result is not None]
+            total = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+            counts.append(f"{len(new)} generated ({money(total)})")
+        if served:
+            counts.append(f"{len(served)} from the gallery (no charge)")
+        if failed:
+            counts.append(f"{len(failed)} failed")
+        head = f"Compared {len(parts)} models: {', '.join(counts)}"
+        trouble: list[str] = []
+        whose: dict[str, list[str]] = {}  # gallery trouble -> the models it hit
+        for part in parts:
+            trouble += [f"{part.label} image #{i + 1} could not be downloaded ({why})" for i, why in part.missing]
+            for problem in part.problems:
+                whose.setdefault(problem, []).append(part.label)
+        for problem, labels in whose.items():  # the same trouble for every model: said once
+            trouble += [problem] if len(labels) == len(parts) else [f"{m}: {problem}" for m in labels]
+        kind = "error" if failed or trouble else "ok"
+        return "; ".join([head, *job.notes, *trouble]), kind
+
     @staticmethod
     def _done_line(job: _Job, result: ImageResult) -> str:
         """One line: what arrived and cost, then each image that did not and any gallery trouble."""
@@ -724,20 +1034,35 @@ class Panel:
 
     def _card(self, result: ImageResult, image: GeneratedImage, note: str | None) -> widgets.Widget:
         w = widgets
+        picture, children = self._card_parts(result, image, note, with_model=True)
+        picture.layout.flex = "0 0 192px"
+        info = w.VBox(children, layout=w.Layout(flex="1 1 auto", min_width="0", padding="0 0 0 12px"))
+        card = w.HBox([picture, info], layout=w.Layout(
+            padding="8px", margin="0 0 10px 0", border="1px solid rgba(128,128,128,.35)",
+            align_items="flex-start"))
+        card.add_class("indox-card")
+        return card
+
+    def _card_parts(self, result: ImageResult, image: GeneratedImage, note: str | None,
+                    *, with_model: bool) -> tuple[widgets.Widget, list[widgets.Widget]]:
+        """A result image's preview, and its facts, note, revised prompt and buttons."""
+        w = widgets
         try:
             picture: widgets.Widget = w.Image(value=_preview_bytes(image.data, PREVIEW_SIDE),
                                               format="webp", width="192px")
-            picture.layout = w.Layout(width="192px", height="auto", flex="0 0 192px")
+            picture.layout = w.Layout(width="192px", max_width="100%", height="auto")
             dims = f"{image.width}x{image.height}"
         except Exception as exc:
             picture = w.Label(f"image {image.index} could not be shown ({error_line(exc)})",
-                              layout=w.Layout(width="192px"))
+                              layout=w.Layout(width="192px", max_width="100%"))
             dims = str(result.params.get("size") or result.params.get("aspect_ratio") or "size unknown")
         count = max(len(result.images), 1)
         cost = None if result.cost is None else result.cost / count
-        facts = [result.model or "unknown model", dims, money(cost)]
+        facts = [dims, money(cost)]
+        if with_model:
+            facts.insert(0, result.model or "unknown model")
         if count > 1:
-            facts.insert(1, f"#{image.index + 1} of {count}")
+            facts.insert(1 if with_model else 0, f"#{image.index + 1} of {count}")
         meta = w.Label(" · ".join(facts))
         meta.add_class("indox-meta")
         children: list[widgets.Widget] = [meta]
@@ -762,13 +1087,63 @@ class Panel:
         save = w.Button(description="Save", icon="download", layout=w.Layout(width="auto"))
         save.add_class("indox-save")
         save.on_click(self._guard(lambda _b: self.save(result, image)))
-        children.append(w.HBox([use, save], layout=w.Layout()))
-        info = w.VBox(children, layout=w.Layout(flex="1 1 auto", min_width="0", padding="0 0 0 12px"))
-        card = w.HBox([picture, info], layout=w.Layout(
-            padding="8px", margin="0 0 10px 0", border="1px solid rgba(128,128,128,.35)",
-            align_items="flex-start"))
-        card.add_class("indox-card")
-        return card
+        children.append(w.HBox([use, save], layout=w.Layout(flex_flow="row wrap")))
+        return picture, children
+
+    def _add_compare(self, parts: Sequence[_Job], note: str | None = None,
+                     notes: Mapping[str, str] | None = None) -> None:
+        """One row on top of the results: a column per model (``notes``: a note per model)."""
+        w = widgets
+        columns = [self._compare_column(part, (notes or {}).get(part.label, note)) for part in parts]
+        row = w.GridBox(columns, layout=w.Layout(
+            grid_template_columns=f"repeat({min(len(columns), COMPARE_COLUMNS)}, minmax(0, 1fr))",
+            grid_gap="10px", margin="0 0 10px 0"))
+        row.add_class("indox-compare")
+        arrived = [part.result for part in parts if part.result is not None]
+        with self._lock:
+            self.results[:0] = arrived
+            del self.results[MAX_CARDS:]
+            self.results_box.children = ((row,) + tuple(self.results_box.children))[:MAX_CARDS]
+
+    def _compare_column(self, part: _Job, note: str | None) -> widgets.Widget:
+        """One model of a comparison: its name, then its images (as the cards show them), or
+        its error on one escaped line."""
+        w = widgets
+        name = w.Label(part.label, tooltip=part.label, style={"font_weight": "bold"})
+        name.add_class("indox-compare-model")
+        children: list[widgets.Widget] = [name]
+
+        def line(text: str, cls: str, color: str | None = None) -> widgets.Widget:
+            colour = f"color:{color};" if color else ""
+            box = w.HTML(f'<div style="{colour}font-size:13px;line-height:1.4;overflow-wrap:anywhere">'
+                         f"{html.escape(text)}</div>", layout=w.Layout(width="100%"))
+            box.add_class(cls)
+            return box
+
+        result = part.result
+        if result is None:
+            error = part.error if part.error is not None else RuntimeError("no answer")
+            children.append(line(error_line(error, self._secrets()), "indox-error", "#c62828"))
+        else:
+            if getattr(result, "from_gallery", False) and note is None:
+                note = "from the gallery: identical earlier request, no charge"
+            for image in result.images:
+                if not image.loaded:
+                    continue
+                picture, parts = self._card_parts(result, image, note, with_model=False)
+                card = w.VBox([picture, *parts], layout=w.Layout(min_width="0", margin="0 0 8px 0"))
+                card.add_class("indox-card")
+                card.add_class("indox-compare-card")
+                children.append(card)
+            for index, why in part.missing:
+                children.append(line(f"image #{index + 1} could not be downloaded ({why})",
+                                     "indox-error", "#c62828"))
+            if not any(image.loaded for image in result.images):
+                children.append(line(f"No image arrived ({money(result.cost)} paid)", "indox-error", "#c62828"))
+        column = w.VBox(children, layout=w.Layout(
+            min_width="0", padding="8px", border="1px solid rgba(128,128,128,.35)"))
+        column.add_class("indox-compare-group")
+        return column
 
     def _use_prompt(self, text: str) -> None:
         self.prompt.value = text
