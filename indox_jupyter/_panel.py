@@ -504,7 +504,8 @@ class Panel:
 
     def _on_compare(self, change: Mapping[str, Any]) -> None:
         count = len(change["new"] or ())
-        title = "Advanced" if not count else f"Advanced · comparing with {count} other model{'s' if count != 1 else ''}"
+        plural = "s" if count != 1 else ""
+        title = f"Advanced · comparing with {count} other model{plural}" if count else "Advanced"
         if tuple(self.advanced.titles) != (title,):
             self.advanced.titles = (title,)
 

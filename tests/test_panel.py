@@ -574,3 +574,197 @@ def test_history_thumbnails_are_capped(make, gallery, monkeypatch):
     assert len(p.refresh_history()) == 3 and len(p.history_grid.children) == 3
     assert len({e.sha256 for e in gallery.history()}) == 3
     assert len(p._thumbs) == 2
+
+
+# -- comparing models --------------------------------------------------------------------------
+
+
+def columns(p: Panel) -> list:
+    """The model columns of the newest comparison row."""
+    row = p.results_box.children[0]
+    assert "indox-compare" in row._dom_classes
+    return list(row.children)
+
+
+def column_model(column) -> str:
+    return column.children[0].value
+
+
+def column_errors(column) -> list[str]:
+    return [c.value for c in column.children if "indox-error" in c._dom_classes]
+
+
+def column_cards(column) -> list:
+    return [c for c in column.children if "indox-compare-card" in c._dom_classes]
+
+
+def test_compare_offers_every_other_model_and_says_so_in_the_advanced_title(make):
+    p = make(model="openai/dall-e-3", compare="openai/dall-e-2, stability/stable-diffusion-xl")
+    assert "openai/dall-e-3" not in p.compare.options and "openai/dall-e-2" in p.compare.options
+    assert p.compare.value == ("openai/dall-e-2", "stability/stable-diffusion-xl")
+    assert p.advanced.titles == ("Advanced · comparing with 2 other models",)
+    p.model.value = "openai/dall-e-2"  # the main model is never compared with itself
+    assert "openai/dall-e-2" not in p.compare.options and "openai/dall-e-3" in p.compare.options
+    assert p.compare.value == ("stability/stable-diffusion-xl",)
+    assert p.advanced.titles == ("Advanced · comparing with 1 other model",)
+    p.compare_clear.click()
+    assert p.compare.value == () and p.advanced.titles == ("Advanced",)
+    with pytest.raises(indox_jupyter.ValidationError, match="provider/model"):
+        make(compare="dall-e-2")
+
+
+def test_comparing_three_models_sends_three_requests_and_shows_three_columns(make, server, gallery):
+    p = make(prompt="a red fox", model="openai/dall-e-3", size="1792x1024")
+    p.compare.value = ("openai/dall-e-2", "stability/stable-diffusion-xl")
+    result = p.generate()
+    assert isinstance(result, ImageResult) and result.model == "openai/dall-e-3" and p.result is result
+    bodies = {r["json"]["model"]: r["json"] for r in generation_requests(server)}
+    assert len(generation_requests(server)) == 3
+    assert bodies["openai/dall-e-3"]["size"] == "1792x1024"
+    # 1792x1024 is not offered by the others: each gets its own default, and the line says so.
+    assert bodies["openai/dall-e-2"]["size"] == "1024x1024"
+    assert bodies["stability/stable-diffusion-xl"]["size"] == "1024x1024"
+    assert not {"quality", "style"} & (set(bodies["openai/dall-e-2"]) | set(bodies["stability/stable-diffusion-xl"]))
+
+    cols = columns(p)
+    assert [column_model(c) for c in cols] == ["openai/dall-e-3", "openai/dall-e-2", "stability/stable-diffusion-xl"]
+    revised = []
+    for column in cols:
+        (card,) = column_cards(column)
+        assert card.children[0].format == "webp" and not column_errors(column)
+        revised.append(next((c.value for c in card.children if "indox-revised" in c._dom_classes), None))
+    assert "digital illustration of" in revised[0]  # DALL-E 3 rewrites the prompt...
+    assert revised[1] is None  # ...DALL-E 2 does not (its card says "no revised prompt")
+    assert "highly detailed" in revised[2]
+    assert "1792x1024 · $0.080" in column_cards(cols[0])[0].children[1].value
+    assert "1024x1024 · $0.020" in column_cards(cols[1])[0].children[1].value
+
+    status = p.status.value
+    assert status.startswith("Compared 3 models: 3 generated ($0.140)") and "\n" not in status
+    assert "openai/dall-e-2: size 1024x1024, its default (1792x1024 not offered)" in status
+    assert p.status.style.text_color == "#2e7d32"
+    assert list(p.results_by_model) == ["openai/dall-e-3", "openai/dall-e-2", "stability/stable-diffusion-xl"]
+    assert all(isinstance(r, ImageResult) for r in p.results_by_model.values())
+    assert sorted(e.model for e in gallery.history()) == sorted(p.results_by_model)
+    assert {e.source for e in gallery.history()} == {"panel"}
+
+
+def test_each_compared_model_gets_only_what_it_takes(make, server):
+    p = make(prompt="a misty lake", model="stability/stable-diffusion-xl", size="512x512", n=3,
+             negative_prompt="people", seed=7, compare=["openai/dall-e-3", "google/imagen-3.0-generate-002"])
+    p.generate()
+    bodies = {r["json"]["model"]: r["json"] for r in generation_requests(server)}
+    main, dalle, imagen = (bodies[m] for m in ("stability/stable-diffusion-xl", "openai/dall-e-3",
+                                               "google/imagen-3.0-generate-002"))
+    assert (main["size"], main["n"], main["negative_prompt"], main["seed"]) == ("512x512", 3, "people", 7)
+    assert dalle["n"] == 1 and dalle["size"] == "1024x1024"
+    assert not {"negative_prompt", "seed"} & set(dalle)
+    assert (imagen["n"], imagen["negative_prompt"], imagen["seed"]) == (3, "people", 7)
+    assert "size" not in imagen and "aspect_ratio" not in imagen  # Imagen takes aspect_ratio only
+    status = p.status.value
+    assert ("openai/dall-e-3: size 1024x1024, its default (512x512 not offered), n=1, its maximum, "
+            "without negative prompt, without seed") in status
+    assert "google/imagen-3.0-generate-002: without size" in status
+    assert len(columns(p)) == 3 and len(column_cards(columns(p)[0])) == 3
+
+
+def test_a_compared_model_that_fails_shows_its_error_and_the_others_still_show(make, server, gallery):
+    p = make(prompt="a kite", model="openai/dall-e-2", size="256x256",
+             compare=("openai/dall-e-9", "stability/stable-diffusion-xl"))  # the server has no dall-e-9
+    result = p.generate()  # a compared model's failure is not raised
+    assert p.result is result and result.model == "openai/dall-e-2"
+    cols = columns(p)
+    assert [len(column_cards(c)) for c in cols] == [1, 0, 1]
+    (error,) = column_errors(cols[1])
+    assert error.startswith('<div style="color:#c62828') and "ModelNotFoundError: " in error
+    assert "Model &#x27;dall-e-9&#x27; not found" in error
+    assert isinstance(p.results_by_model["openai/dall-e-9"], indox_jupyter.ModelNotFoundError)
+    status = p.status.value
+    assert status.startswith("Compared 3 models: 2 generated ($0.056), 1 failed")
+    assert p.status.style.text_color == "#c62828"
+    assert len(gallery.history()) == 2
+
+
+def test_a_scripted_failure_shows_in_one_column_escaped_on_one_line(make, server):
+    server.script(Fault(status=404, body={"detail": "Model 'x' <b>not</b> found\nsecond line"}))
+    p = make(prompt="a lantern", model="openai/dall-e-2", size="256x256",
+             compare=("openai/dall-e-3", "stability/stable-diffusion-xl"))
+    p.generate_button.click()  # whichever model's request the fault meets, the click never raises
+    p.wait(30)
+    cols = columns(p)
+    failed = [c for c in cols if column_errors(c)]
+    assert len(failed) == 1 and len(generation_requests(server)) == 3
+    (error,) = column_errors(failed[0])
+    assert "&lt;b&gt;not&lt;/b&gt;" in error and "<b>" not in error and "\n" not in error.split(">", 1)[1]
+    assert all(len(column_cards(c)) == 1 for c in cols if c is not failed[0])
+    assert "2 generated" in p.status.value and "1 failed" in p.status.value
+
+
+def test_the_main_model_failing_is_raised_after_every_column_is_shown(make, server):
+    p = make(prompt="a bell", model="openai/nope-1", compare=("openai/dall-e-2",))
+    with pytest.raises(indox_jupyter.ModelNotFoundError):
+        p.generate()
+    assert p.result is None
+    cols = columns(p)
+    assert [column_model(c) for c in cols] == ["openai/nope-1", "openai/dall-e-2"]
+    assert column_errors(cols[0]) and len(column_cards(cols[1])) == 1
+    assert isinstance(p.results_by_model["openai/dall-e-2"], ImageResult)
+    assert not p.generate_button.disabled
+
+
+def test_rerunning_a_comparison_is_served_from_the_gallery(make, server, gallery):
+    p = make(prompt="a paper crane", model="openai/dall-e-2", size="256x256")
+    single = p.generate()
+    assert len(generation_requests(server)) == 1
+    p.compare.value = ("openai/dall-e-3", "stability/stable-diffusion-xl")
+    first = p.generate()  # the main model's request is unchanged: the same key as a single run
+    assert getattr(first, "from_gallery", False) and first.images[0].data == single.images[0].data
+    assert len(generation_requests(server)) == 3
+    assert "2 generated" in p.status.value and "1 from the gallery (no charge)" in p.status.value
+
+    again = p.generate()
+    assert len(generation_requests(server)) == 3  # zero new requests
+    assert p.result is again and getattr(again, "from_gallery", False)
+    assert p.status.value.startswith("Compared 3 models: 3 from the gallery (no charge)")
+    for column in columns(p):
+        notes = [c.value for c in column_cards(column)[0].children if "indox-note" in c._dom_classes]
+        assert notes == ["from the gallery: identical earlier request, no charge"]
+    assert len(gallery.history()) == 3  # nothing stored twice
+
+    p.use_cache.value = False
+    p.generate()
+    assert len(generation_requests(server)) == 6
+
+
+def test_a_comparison_click_runs_in_the_background_and_cancel_keeps_late_results(make, server, gallery):
+    server.latency = 1.0
+    p = make(prompt="a late comet", model="openai/dall-e-2", size="256x256",
+             compare=("openai/dall-e-3", "stability/stable-diffusion-xl"))
+    p.generate_button.click()
+    assert p.generate_button.disabled and p.status.value.startswith("Generating with 3 models")
+    p.cancel_button.click()
+    assert not p.generate_button.disabled and p.status.value.startswith("Cancelled")
+    p.wait(30)
+    assert p.result is None and p.results_by_model == {}
+    cols = columns(p)
+    assert len(cols) == 3
+    for column in cols:
+        notes = [c.value for c in column_cards(column)[0].children if "indox-note" in c._dom_classes]
+        assert notes == ["arrived after Cancel (paid, kept in the gallery)"]
+    assert len(gallery.history()) == 3 and len(generation_requests(server)) == 3
+    assert p.status.value.startswith("A cancelled comparison finished after all: 3 of 3 results kept")
+
+
+def test_byok_key_never_reaches_widget_state_when_comparing(make, server, gallery):
+    p = make(prompt="a private owl", model="openai/dall-e-2", size="256x256",
+             compare=("openai/dall-e-3", "stability/stable-diffusion-xl"))
+    p.byok.value = TEST_BYOK
+    assert p.byok.value == ""
+    p.generate()
+    bodies = [r["json"] for r in generation_requests(server)]
+    assert len(bodies) == 3 and all(b["byok_api_key"] == "***" for b in bodies)  # sent to each
+    state = widget_state(p)
+    for secret in (TEST_BYOK, TEST_API_KEY):
+        assert secret not in state and secret not in p.status.value
+    assert all(TEST_BYOK not in json.dumps(e.params) for e in gallery.history())
+    assert all("byok_api_key" not in r.params for r in p.results_by_model.values())
