@@ -295,11 +295,12 @@ class Panel:
             '<div style="font-size:12px;line-height:1.4;opacity:.75">Ctrl / ⌘-click to pick '
             "several. Generate then sends the prompt to the main model and each of these at once "
             "and shows them side by side; each gets only the options it takes.</div>",
-            layout=w.Layout(flex="1 1 160px", min_width="0", margin="0 0 0 12px"))
+            layout=w.Layout(width="100%"))
         self.compare_clear = w.Button(description="Clear", layout=w.Layout(width="auto"),
                                       tooltip="Compare with no other model")
-        compare_row = w.HBox([self.compare, w.VBox([compare_hint, self.compare_clear],
-                                                    layout=w.Layout(flex="1 1 160px", min_width="0"))],
+        compare_side = w.VBox([compare_hint, self.compare_clear], layout=w.Layout(
+            flex="1 1 160px", min_width="0", margin="0 0 0 12px", align_items="flex-start"))
+        compare_row = w.HBox([self.compare, compare_side],
                              layout=w.Layout(align_items="flex-start", margin="0 0 6px 0"))
         advanced = w.VBox([
             compare_row, self.negative_prompt, self._extras_row,
@@ -309,11 +310,11 @@ class Panel:
         self.advanced = w.Accordion(children=[advanced], titles=("Advanced",), selected_index=None)
 
         self.generate_button = w.Button(description="Generate", button_style="primary",
-                                        icon="magic", layout=w.Layout(width="140px"))
+                                        icon="magic", layout=w.Layout(width="140px", flex="0 0 auto"))
         self.cancel_button = w.Button(description="Cancel", button_style="warning",
-                                      layout=w.Layout(width="100px", display="none"))
+                                      layout=w.Layout(width="100px", flex="0 0 auto", display="none"))
         self.progress = w.FloatProgress(value=0, min=0, max=1, bar_style="info",
-                                        layout=w.Layout(width="160px", display="none"))
+                                        layout=w.Layout(width="160px", flex="0 0 auto", display="none"))
         self.status = w.Label(value="", layout=w.Layout(flex="1 1 auto", min_width="0"))
         self.status.add_class("indox-status")
         action_row = w.HBox([self.generate_button, self.cancel_button, self.progress, self.status],
