@@ -1213,6 +1213,9 @@ def panel(client: Client | None = None, **defaults: Any) -> Panel:
     server (the panel says so). ``defaults`` pre-fill the controls (``prompt``, ``model``,
     ``size``, ``aspect_ratio``, ``n``, ``quality``, ``style``, ``negative_prompt``, ``seed``,
     ``save_dir``, ``use_cache``, ``byok``) and ``gallery=False`` turns storing off.
+    ``compare="openai/dall-e-2,stability/stable-diffusion-xl"`` (or a list) pre-selects models to
+    compare with: Generate then asks each of them too and shows one column per model
+    (``p.compare.value``, ``p.results_by_model``; see :meth:`Panel.generate`).
     ``p.close()`` releases the connection the panel opened (a ``client`` passed in stays open).
     """
     return Panel(client, **defaults)
