@@ -221,15 +221,16 @@ def rerun_from_lookup(server: Server, n: int) -> dict[str, Any]:
 
 
 def gallery_rerun(server: Server, n: int) -> dict[str, Any] | str:
-    """The same through the gallery: ``Gallery.find`` as lookup, ``Gallery.recorder()`` as on_result."""
+    """The same through the gallery: ``Gallery.finder(client)`` as lookup, ``Gallery.recorder()``
+    as on_result."""
     if importlib.util.find_spec("indox_jupyter.store") is None:
         return NA
     import tempfile
 
     from indox_jupyter.store import Gallery
 
-    if not (hasattr(Gallery, "find") and hasattr(Gallery, "recorder")):
-        return "n/a (Gallery has no find()/recorder() yet)"
+    if not (hasattr(Gallery, "finder") and hasattr(Gallery, "recorder")):
+        return "n/a (Gallery has no finder()/recorder() yet)"
     with tempfile.TemporaryDirectory() as tmp, Gallery(tmp) as gallery, \
             Client(api_key=KEY, base_url=server.url) as client:
         client.usage()
@@ -239,7 +240,7 @@ def gallery_rerun(server: Server, n: int) -> dict[str, Any] | str:
         before = server.stats()["by_path"].get(GEN, 0)
         again, results = timed(lambda: batch.images_many(
             client, prompts(n, "gallery"), concurrency=n, progress=False, model=MODEL, size=SIZE,
-            lookup=gallery.find))
+            lookup=gallery.finder(client)))
         sent = server.stats()["by_path"].get(GEN, 0) - before
         served = sum(isinstance(r, ImageResult) for r in results)
     return {"fresh_s": fresh, "rerun_s": again, "ratio": again / fresh, "requests_sent": sent,
