@@ -17,32 +17,15 @@ from indox_jupyter import AsyncClient, Client, ImageResult
 from indox_jupyter import batch, errors
 from indox_jupyter.local import Fault, LocalServer
 
-GEN = "/api/v1/images/generations"
+from .conftest import generation_requests
+
 SMALL = {"model": "openai/dall-e-2", "size": "256x256"}  # cheap to draw and to verify
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LocalServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _clean(server):
-    server.reset()
-    server.latency = 0.0
-    server.fail_rate = 0.0
-    yield
 
 
 @pytest.fixture
 def client(server):
     with Client(api_key="k", base_url=server.url) as c:
         yield c
-
-
-def generations(server: LocalServer) -> list[dict]:
-    return [r for r in server.requests if r["path"] == GEN]
 
 
 def key(result: ImageResult) -> tuple:
@@ -87,7 +70,7 @@ def test_per_item_params_and_errors_in_their_slots(server, client):
     for i in (4, 5, 6):
         assert isinstance(results[i], errors.ValidationError) and f"item {i}" in str(results[i])
     assert seen == dict(enumerate(results))  # every slot reported, errors included
-    sent = [r["json"]["prompt"] for r in generations(server)]
+    sent = [r["json"]["prompt"] for r in generation_requests(server)]
     assert sorted(sent) == ["a", "b", "c", "d"]  # invalid items never left the machine
 
 
@@ -119,7 +102,7 @@ def test_one_429_pauses_every_worker(server, client):
                                 progress=False, **SMALL)
     assert all(isinstance(r, ImageResult) for r in results)
 
-    gens = generations(server)
+    gens = generation_requests(server)
     assert len(gens) == 9  # 8 prompts + the one retry
     pause_end = client._core.paused_until
     pause_start = pause_end - 1.0  # set when the 429 arrived: Retry-After 1 s
@@ -167,7 +150,7 @@ def test_resume_after_interruption_sends_only_missing(server, client):
     with LocalServer() as second, Client(api_key="k", base_url=second.url) as again:
         results = batch.images_many(again, prompts, concurrency=2, progress=False, lookup=lookup,
                                     on_result=lambda i, r: store.setdefault(key(r), r), **SMALL)
-        sent = sorted(r["json"]["prompt"] for r in generations(second))
+        sent = sorted(r["json"]["prompt"] for r in generation_requests(second))
     assert [r.prompt for r in results] == prompts
     assert len(looked_up) == 12
     for k, stored in first_run.items():
@@ -230,7 +213,7 @@ async def test_async_version_order_errors_and_cancel_resume(server):
                 lookup=lambda p, m, params: store.get((p, m, json.dumps(params, sort_keys=True))),
                 **SMALL)
         assert [r.prompt for r in results] == prompts
-        assert len(generations(second)) == len(prompts) - kept
+        assert len(generation_requests(second)) == len(prompts) - kept
 
 
 def test_client_methods_delegate_to_the_batch(server):
