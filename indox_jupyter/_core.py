@@ -493,7 +493,8 @@ def parse_image_response(
         warnings.warn(f"asked for {asked} images, received {len(usable)}", stacklevel=4)
     cleaned = dict(payload)
     cleaned["data"] = usable
-    cleaned.pop("byok_api_key", None) if isinstance(cleaned.get("byok_api_key"), str) else None
+    if isinstance(cleaned.get("byok_api_key"), str):  # a server echoing the key, not the flag
+        del cleaned["byok_api_key"]
     return ImageResult(cleaned, model=request.model, prompt=request.prompt, params=request.public_params)
 
 
